@@ -1,0 +1,247 @@
+"""Config checking and grid expansion: config -> list of runs.
+
+A study declares its task, model, optimiser, training length, checkpoint
+schedule, observables, grid axes and seeds. ``expand_runs`` turns one study
+into runs, each with a stable, readable id such as ``lr-0.001__seed-3``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+
+import jsonschema
+
+# The sections of a study that determine what a training run computes. Only
+# these go into a run's training config, so editing anything else (observables,
+# figures) never retrains.
+TRAIN_SECTIONS = ("task", "model", "optim", "train", "schedule", "checkpoint_dtype")
+
+
+class ConfigError(ValueError):
+    """A config is invalid; the message names the key path and the reason."""
+
+
+@dataclass(frozen=True)
+class Run:
+    study: str
+    id: str
+    seed: int
+    config: dict = field(repr=False)  # the study config with grid values applied
+    grid: dict = field(default_factory=dict)  # axis -> value for this run
+
+    def as_dict(self) -> dict:
+        return {"study": self.study, "id": self.id, "seed": self.seed, "config": self.config,
+                "grid": self.grid}
+
+    @property
+    def train_config(self) -> dict:
+        cfg = {k: copy.deepcopy(self.config[k]) for k in TRAIN_SECTIONS if k in self.config}
+        cfg["seed"] = self.seed
+        return cfg
+
+    @property
+    def config_hash(self) -> str:
+        return fingerprint(self.train_config)
+
+    @property
+    def dataset_id(self) -> str:
+        return dataset_id(self.config["task"])
+
+
+def fingerprint(obj) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def dataset_id(task: dict) -> str:
+    return f"{task['name']}-{fingerprint(task)}"
+
+
+def get_path(cfg: dict, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(dotted)
+        node = node[part]
+    return node
+
+
+def set_path(cfg: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists are kept as values."""
+    out = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _format_value(value) -> str:
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = format(value, "g")
+    elif isinstance(value, (list, tuple)):
+        text = "x".join(_format_value(v) for v in value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", text)
+
+
+def _axis_labels(axes: list[str]) -> dict[str, str]:
+    """Shortest readable label per axis: the last key, or the full path if ambiguous."""
+    last = [a.split(".")[-1] for a in axes]
+    return {a: (l if last.count(l) == 1 else a.replace(".", "_")) for a, l in zip(axes, last)}
+
+
+def grid_points(study: dict) -> list[dict]:
+    """Grid points of a study as {axis: value} dicts, in a stable order.
+
+    ``product`` (default): the Cartesian product of all axes.
+    ``one_at_a_time``: the base config, then each axis varied alone around it.
+    """
+    grid = study.get("grid") or {}
+    axes = list(grid)
+    if not axes:
+        return [{}]
+    if study.get("grid_mode", "product") == "product":
+        return [dict(zip(axes, values)) for values in itertools.product(*(grid[a] for a in axes))]
+    base = {a: get_path(study, a) for a in axes}
+    points = [dict(base)]
+    for axis in axes:
+        for value in grid[axis]:
+            point = dict(base, **{axis: value})
+            if point not in points:
+                points.append(point)
+    return points
+
+
+def expand_runs(name: str, study: dict) -> list[Run]:
+    labels = _axis_labels(list(study.get("grid") or {}))
+    runs = []
+    for point in grid_points(study):
+        cfg = copy.deepcopy(study)
+        for axis, value in point.items():
+            set_path(cfg, axis, value)
+        prefix = "__".join(f"{labels[a]}-{_format_value(v)}" for a, v in point.items())
+        for seed in study["seeds"]:
+            run_id = f"{prefix}__seed-{seed}" if prefix else f"seed-{seed}"
+            runs.append(Run(name, run_id, int(seed), cfg, dict(point)))
+    return runs
+
+
+# --------------------------------------------------------------------- checks
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def _raise_schema_error(error: jsonschema.ValidationError, prefix: tuple = ()) -> None:
+    # The deepest error is the one that names the offending key.
+    error = jsonschema.exceptions.best_match([error] + list(error.context or []))
+    where = _path(prefix + tuple(error.absolute_path))
+    raise ConfigError(f"config key '{where}': {error.message}")
+
+
+def validate_schema(config: dict, schema: dict) -> None:
+    """Validate `config` against the JSON schema; the error names the key path."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: -len(e.absolute_path))
+    if errors:
+        _raise_schema_error(errors[0])
+
+
+def check(config: dict, schema: dict, known_observables: dict) -> dict[str, list[Run]]:
+    """Check a defaults-filled config beyond what the schema can say; return its runs.
+
+    `known_observables` maps family name -> set of task kinds it applies to.
+    """
+    if not config.get("studies"):
+        raise ConfigError("config key 'studies': no study is declared")
+    study_schema = {"$defs": schema.get("$defs", {}), "$ref": "#/$defs/study"}
+    all_runs = {}
+    for name, study in config["studies"].items():
+        at = ("studies", name)
+        _check_grid(study, at)
+        runs = expand_runs(name, study)
+        for run in runs:
+            for error in jsonschema.Draft202012Validator(study_schema).iter_errors(run.config):
+                _raise_schema_error(error, at + (f"grid point {run.id}",))
+            _check_run(run, at, known_observables)
+        all_runs[name] = runs
+    return all_runs
+
+
+def _check_grid(study: dict, at: tuple) -> None:
+    for axis, values in (study.get("grid") or {}).items():
+        where = _path(at + ("grid", axis))
+        if axis.split(".")[0] not in TRAIN_SECTIONS:
+            raise ConfigError(f"config key '{where}': grid axes must lie in one of {TRAIN_SECTIONS}")
+        try:
+            get_path(study, axis)
+        except KeyError:
+            raise ConfigError(f"config key '{where}': the study has no key '{axis}' to vary") from None
+        if len(values) == 0:
+            raise ConfigError(f"config key '{where}': the grid axis is empty")
+        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+            raise ConfigError(f"config key '{where}': the grid axis repeats a value")
+
+
+def _check_run(run: Run, at: tuple, known_observables: dict) -> None:
+    cfg = run.config
+    steps = cfg["train"]["steps"]
+    every = cfg["schedule"].get("every")
+    if every and every > steps:
+        raise ConfigError(
+            f"config key '{_path(at + ('schedule', 'every'))}': checkpoints every {every} steps "
+            f"but run {run.id} trains only {steps} steps"
+        )
+    warmup = cfg["optim"].get("warmup_steps", 0)
+    if warmup > steps:
+        raise ConfigError(
+            f"config key '{_path(at + ('optim', 'warmup_steps'))}': warmup of {warmup} steps "
+            f"exceeds the run's {steps} steps"
+        )
+    from .tasks import task_kind
+
+    kind = task_kind(cfg["task"]["name"])
+    for family in cfg.get("observables") or {}:
+        where = _path(at + ("observables", family))
+        if family not in known_observables:
+            raise ConfigError(
+                f"config key '{where}': unknown observable family; known: {sorted(known_observables)}"
+            )
+        if kind not in known_observables[family]:
+            raise ConfigError(f"config key '{where}': family '{family}' does not apply to a {kind} task")
+    for key, names, needs in (("analyses", cfg.get("analyses") or [], REQUIRES),
+                              ("figures", cfg.get("figures") or [], REQUIRES)):
+        for name in names:
+            missing = [f for f in needs.get(name, []) if f not in (cfg.get("observables") or {})]
+            if missing:
+                raise ConfigError(f"config key '{_path(at + (key,))}': '{name}' needs the observable "
+                                  f"families {missing} in '{_path(at + ('observables',))}'")
+    layer = (cfg.get("phases") or {}).get("layer")
+    if "phases" in (cfg.get("analyses") or []) and layer:
+        from .models import model_layer_names
+
+        if layer not in model_layer_names(cfg["model"]):
+            raise ConfigError(f"config key '{_path(at + ('phases', 'layer'))}': the model of run "
+                              f"{run.id} has no layer '{layer}' (it has {model_layer_names(cfg['model'])})")
+
+
+# What each analysis or figure reads besides the training metrics.
+REQUIRES = {"phases": ["nonlinearity"], "loss_neurons": ["nonlinearity"], "linreg": ["linreg"],
+            "axes": ["nonlinearity"]}

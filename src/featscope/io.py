@@ -1,0 +1,83 @@
+"""Atomic file writing and checked reading.
+
+Every result file is written to a temporary name in the same directory and
+renamed into place, so a killed writer never leaves a partial file under its
+final name. Readers turn any decoding failure into an error naming the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+SCHEMA_VERSION = "1"
+_SCHEMA_KEY = b"featscope.schema_version"
+
+
+class CorruptFileError(RuntimeError):
+    """A result file exists but cannot be decoded; delete it and re-run to rebuild it."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to `path`; rename it onto `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(frame: pd.DataFrame, path) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[_SCHEMA_KEY] = SCHEMA_VERSION.encode()
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_parquet(path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for damaged files
+        raise CorruptFileError(f"cannot read Parquet file {path}: {err}") from err
+
+
+def write_json(obj, path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptFileError(f"cannot read JSON file {path}: {err}") from err
+
+
+def save_torch(obj, path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path):
+    # map_location='cpu': a checkpoint written on a GPU is observed on a CPU.
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CorruptFileError(f"cannot read checkpoint file {path}: {err}") from err

@@ -1,0 +1,34 @@
+"""Observable families: name -> (version, tasks it applies to, function).
+
+A family function maps a `Snapshot` (stacked checkpoints and their features
+on the evaluation set) and its parameters to long-form rows
+(step, observable, layer, k, value). Bump a family's ``version`` whenever its
+numbers change: the workflow re-runs exactly that family's observe jobs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import families
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    version: int
+    applies_to: frozenset
+    compute: Callable
+    description: str = ""
+
+
+FAMILIES = {
+    "nonlinearity": Family("nonlinearity", 1, frozenset({"regression", "classification"}),
+                           families.nonlinearity, "active rate and nonlinear/dead/linear neuron counts"),
+    "linreg": Family("linreg", 1, frozenset({"regression"}), families.linreg,
+                     "least-squares baselines of y on each layer's features"),
+}
+
+
+def applicability() -> dict[str, set]:
+    return {name: set(f.applies_to) for name, f in FAMILIES.items()}

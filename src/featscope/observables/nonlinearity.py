@@ -1,0 +1,35 @@
+"""Nonlinearity observables (Liu & Zheng 2026).
+
+For a hidden ReLU layer with pre-activations z_j(x) over the evaluation
+inputs, the active rate of neuron j is a_j = mean_x [z_j(x) > 0]. A neuron is
+nonlinear if 0 < a_j < 1 (it bends somewhere on the data), dead if a_j = 0,
+and linear (always on) if a_j = 1.
+
+All functions take pre-activations shaped (..., n_samples, width) and reduce
+over the sample axis, so a stack of checkpoints (T, n, width) works as is.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def active_rate(pre: torch.Tensor) -> torch.Tensor:
+    """Per-neuron share of samples with positive pre-activation: (..., width)."""
+    return (pre > 0).double().mean(dim=-2)
+
+
+def nonlinear_neurons(pre: torch.Tensor) -> torch.Tensor:
+    rate = active_rate(pre)
+    return ((rate > 0) & (rate < 1)).sum(dim=-1)
+
+
+def dead_neurons(pre: torch.Tensor) -> torch.Tensor:
+    return (active_rate(pre) == 0).sum(dim=-1)
+
+
+def linear_neurons(pre: torch.Tensor) -> torch.Tensor:
+    return (active_rate(pre) == 1).sum(dim=-1)
+
+
+COUNTS = {"nonlinear_neurons": nonlinear_neurons, "dead_neurons": dead_neurons,
+          "linear_neurons": linear_neurons}

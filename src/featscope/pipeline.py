@@ -1,0 +1,109 @@
+"""Job entry points: plain paths and dicts in, result files out.
+
+The workflow's scripts call these; they know nothing about Snakemake, so each
+stage can also be run by hand or from a notebook.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+import torch
+
+from . import io
+from .config import Run, fingerprint, flatten
+from .observe import observe_run
+from .phases import segment_phases
+from .tasks import load_dataset, make_dataset, save_dataset
+from .training import train_runs
+
+
+def data_job(task: dict, out) -> None:
+    save_dataset(make_dataset(task), out)
+
+
+def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_metrics, out_info,
+              device: str = "auto", threads: int = 1, log=None) -> None:
+    torch.set_num_threads(threads)
+    data = load_dataset(data_path)
+    with open(log, "w") if log else open("/dev/null", "w") as log_file:
+        [result] = train_runs([(run_id, train_config)], data, device, log_file=log_file)
+    result.info["config_hash"] = fingerprint(train_config)
+    io.save_torch(result.checkpoints, out_checkpoints)
+    io.write_parquet(result.metrics, out_metrics)
+    io.write_json(result.info, out_info)
+
+
+def observe_job(run_id: str, family: str, params: dict, checkpoints_path, data_path, out) -> None:
+    params = {k: v for k, v in params.items() if k != "version"}
+    frame = observe_run(run_id, family, io.load_torch(checkpoints_path), load_dataset(data_path), params)
+    io.write_parquet(frame, out)
+
+
+def read_frames(paths, columns=None, filters=None) -> pd.DataFrame:
+    """Concatenate Parquet files; damaged files raise an error naming the file."""
+    paths = [str(p) for p in paths]
+    for p in paths:
+        try:
+            pads.dataset(p, format="parquet").schema
+        except Exception as err:
+            raise io.CorruptFileError(f"cannot read Parquet file {p}: {err}") from err
+    table = pads.dataset(paths, format="parquet").to_table(columns=columns, filter=filters)
+    return table.to_pandas()
+
+
+def runs_row(run: Run, info: dict) -> dict:
+    row = {"run": run.id, "study": run.study, "seed": run.seed,
+           "grid_point": run.id.rsplit("__seed-", 1)[0] if "__" in run.id else "base"}
+    row.update({k: (str(v) if isinstance(v, (list, dict)) else v)
+                for k, v in flatten(run.train_config).items() if k != "seed"})
+    row.update({k: v for k, v in info.items() if k != "run"})
+    return row
+
+
+def runs_table_job(runs: list[dict], info_paths, out) -> None:
+    """`runs`: Run.as_dict() of every run, in the order of `info_paths`."""
+    rows = [runs_row(Run(**run), io.read_json(p)) for run, p in zip(runs, info_paths)]
+    io.write_parquet(pd.DataFrame(rows), out)
+
+
+def phase_table(metrics: pd.DataFrame, nonlinearity: pd.DataFrame, layer: str = "h2",
+                **params) -> pd.DataFrame:
+    """Phase boundaries per run from its train loss and nonlinear-neuron curves."""
+    counts = nonlinearity[(nonlinearity.observable == "nonlinear_neurons") & (nonlinearity.layer == layer)]
+    loss = metrics[metrics.split == "train"].set_index(["run", "step"])["loss"]
+    rows = []
+    for run, curve in counts.groupby("run", sort=True):
+        curve = curve.sort_values("step")
+        steps = curve.step.to_numpy()
+        run_loss = loss.loc[run].reindex(steps).to_numpy()
+        ok = np.isfinite(run_loss)
+        phases = segment_phases(steps[ok], run_loss[ok], curve.value.to_numpy()[ok], **params)
+        rows.append({"run": run, "layer": layer, **phases.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def phases_job(metric_paths, nonlinearity_paths, params: dict, out) -> None:
+    metrics = read_frames(metric_paths, columns=["run", "step", "split", "loss"])
+    counts = read_frames(nonlinearity_paths, filters=pads.field("observable") == "nonlinear_neurons")
+    io.write_parquet(phase_table(metrics, counts, **params), out)
+
+
+def plot_job(figure: str, study: str, paths: dict, out, axes: dict | None = None) -> None:
+    """`axes` maps figure names axis-<label> to grid axes (dotted keys)."""
+    from . import plots
+
+    runs = io.read_parquet(paths["runs"])
+    phases = io.read_parquet(paths["phases"]) if paths.get("phases") else None
+    metrics = read_frames(paths["metrics"], columns=["run", "step", "split", "loss"])
+    observables = read_frames(paths["observables"], filters=pads.field("observable").isin(
+        ["nonlinear_neurons", "linreg_loss"]))
+    if figure == "loss_neurons":
+        fig = plots.loss_and_neurons(runs, metrics, observables, phases, study)
+    elif figure == "linreg":
+        fig = plots.linreg_baselines(runs, metrics, observables, phases, study)
+    elif figure.startswith("axis-"):
+        fig = plots.axis_summary(runs, observables, phases, axes[figure], study, list(axes.values()))
+    else:
+        raise ValueError(f"unknown figure '{figure}'")
+    plots.save(fig, out)

@@ -1,0 +1,90 @@
+# Config validation, the run plan and output paths. No science here: the
+# library (src/featscope) does all the computing.
+import yaml
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+import featscope.config as fsconfig
+from featscope.observables import FAMILIES, applicability
+
+min_version("9.0")
+
+SCHEMA_PATH = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+
+try:
+    fsconfig.validate_schema(config, SCHEMA)  # clear message naming the key path
+    validate(config, str(SCHEMA_PATH), set_default=True)  # fills in defaults
+    RUNS = fsconfig.check(config, SCHEMA, applicability())
+except fsconfig.ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+R = config["results"]
+RUN_INDEX = {(study, run.id): run for study, runs in RUNS.items() for run in runs}
+DATASETS = {run.dataset_id: run.config["task"] for run in RUN_INDEX.values()}
+
+DATA = f"{R}/data/{{dataset}}.npz"
+CHECKPOINTS = f"{R}/{{study}}/checkpoints/{{run}}.pt"
+RUN_INFO = f"{R}/{{study}}/checkpoints/{{run}}.json"
+METRICS = f"{R}/{{study}}/metrics/{{run}}.parquet"
+OBSERVABLES = f"{R}/{{study}}/observables/family={{family}}/{{run}}.parquet"
+RUNS_TABLE = f"{R}/{{study}}/runs.parquet"
+PHASES = f"{R}/{{study}}/phases.parquet"
+FIGURE = f"{R}/{{study}}/figures/{{figure}}.png"
+LOGS = f"{R}/{{study}}/logs"
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    run=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    family=r"[a-z][a-z0-9_]*",
+    dataset=r"[a-z0-9_]+-[0-9a-f]+",
+
+
+def run_of(wildcards):
+    return RUN_INDEX[(wildcards.study, wildcards.run)]
+
+
+def study_of(wildcards):
+    return config["studies"][wildcards.study]
+
+
+def families_of(study):
+    return list(config["studies"][study]["observables"])
+
+
+def family_params(wildcards):
+    """What an observe job depends on besides its inputs: code version + config."""
+    params = study_of(wildcards)["observables"][wildcards.family]
+    return {"version": FAMILIES[wildcards.family].version, **params}
+
+
+def per_run(pattern, study, **fill):
+    return [pattern.format(study=study, run=run.id, **fill) for run in RUNS[study]]
+
+
+def axis_figures(study):
+    """Figure name -> grid axis, one summary figure per axis."""
+    grid = config["studies"][study]["grid"]
+    return {f"axis-{axis}": axis for axis in grid}
+
+
+def figures_of(study):
+    names = []
+    for figure in config["studies"][study]["figures"]:
+        names += list(axis_figures(study)) if figure == "axes" else [figure]
+    return names
+
+
+def all_targets():
+    targets = []
+    for study in RUNS:
+        targets.append(RUNS_TABLE.format(study=study))
+        for family in families_of(study):
+            targets += per_run(OBSERVABLES, study, family=family)
+        if "phases" in config["studies"][study]["analyses"]:
+            targets.append(PHASES.format(study=study))
+        targets += [FIGURE.format(study=study, figure=f) for f in figures_of(study)]
+    return targets

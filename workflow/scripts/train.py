@@ -1,0 +1,13 @@
+from featscope.pipeline import train_job
+
+train_job(
+    snakemake.wildcards.run,
+    snakemake.params.run,
+    snakemake.input.data,
+    snakemake.output.checkpoints,
+    snakemake.output.metrics,
+    snakemake.output.info,
+    device=snakemake.config["device"],
+    threads=snakemake.threads,
+    log=snakemake.log[0],
+)
