@@ -1,7 +1,11 @@
 # featscope: train grids of small networks, observe every checkpoint, aggregate, plot.
 # Data flows one way: data -> train -> observe -> aggregate -> plot (workflow/rules/).
 
-configfile: "config/config.yaml"
+# The embedded default; a config given with --configfile replaces it (instead of
+# being merged into it), so a full study grid runs on its own.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

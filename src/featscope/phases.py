@@ -5,14 +5,16 @@ number N(t) of nonlinear neurons in the watched layer (h2 by default).
 
 The rule (all on N smoothed by a running median over `window` checkpoints):
 
-* N_min is the smallest smoothed count, reached first at t_min; the tolerance
-  is delta = max(min_delta, rel_delta * (N(0) - N_min)).
+* N_min is the smallest smoothed count, reached first at t_min. A detection
+  tolerance delta = max(min_delta, rel_delta * (N(0) - N_min)) ignores noise.
 * t1, end of Phase I (features removed): the first step with N <= N_min + delta.
-* t2, end of Phase II (plateau): the first step after t_min with N > N_min + delta,
-  i.e. neurons start coming back. None if they never do.
-* t3, end of Phase III (neurons return): the first step after t2 with
-  N >= N_final - delta3, where N_final is the median count over the last
-  `tail` share of checkpoints and delta3 = max(min_delta, rel_delta * (N_final - N_min)).
+* t2, end of Phase II (plateau): neurons come back. Detect the first step after
+  t_min with N > N_min + delta, then walk back to the last step at which N was
+  still within min_delta of the plateau level P (median N from t1 to there);
+  so t2 marks the onset of the rise, not the moment it became large. NaN if
+  neurons never come back (then there is no Phase III or IV).
+* t3, end of Phase III: the first step after t2 with N >= N_final - min_delta,
+  N_final being the median count over the last `tail` share of checkpoints.
 * Phase IV rate: -slope of a least-squares line through log(loss) from t3 until
   the loss first falls below `floor` x loss(t3) (past that, Adam's constant step
   size leaves a noise floor, not a decay); the loss decays like exp(-rate * step)
@@ -52,7 +54,7 @@ def running_median(values: np.ndarray, window: int) -> np.ndarray:
     return np.median(windows, axis=-1)
 
 
-def _first(steps, mask, after=-np.inf) -> float:
+def _first(steps, mask, after: float = -np.inf) -> float:
     hits = np.flatnonzero(mask & (steps > after))
     return float(steps[hits[0]]) if len(hits) else np.nan
 
@@ -79,13 +81,15 @@ def segment_phases(steps, loss, neurons, window: int = 5, min_delta: float = 2.0
     i_min = int(np.argmin(n))
     n_min = n[i_min]
     delta = max(min_delta, rel_delta * (n[0] - n_min))
-    t1 = _first(steps, n <= n_min + delta, after=-np.inf)
-    t2 = _first(steps, n > n_min + delta, after=steps[i_min])
+    t1 = _first(steps, n <= n_min + delta)
+    t2 = t3 = np.nan
+    crossing = _first(steps, n > n_min + delta, after=steps[i_min])
     n_final = float(np.median(n[-max(1, int(round(tail * len(n)))):]))
-    t3 = np.nan
-    if np.isfinite(t2):
-        delta3 = max(min_delta, rel_delta * (n_final - n_min))
-        t3 = _first(steps, n >= n_final - delta3, after=t2 - 1)
+    if np.isfinite(crossing):
+        plateau_level = np.median(n[(steps >= t1) & (steps < crossing)])
+        flat = np.flatnonzero((n <= plateau_level + min_delta) & (steps < crossing))
+        t2 = float(steps[flat[-1]])
+        t3 = _first(steps, n >= n_final - min_delta, after=t2)
     plateau = (steps >= t1) & (steps <= t2) if np.isfinite(t2) else steps >= t1
     rate, r2 = np.nan, np.nan
     if np.isfinite(t3):

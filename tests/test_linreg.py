@@ -1,0 +1,55 @@
+import numpy as np
+import torch
+
+from featscope import linreg_loss
+
+
+def numpy_baseline(features, y):
+    a = np.hstack([features, np.ones((len(features), 1))])
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    return np.mean((a @ coef - y) ** 2)
+
+
+def test_matches_numpy_lstsq_full_rank():
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((200, 12))
+    y = f @ rng.standard_normal(12) + 0.3 * rng.standard_normal(200) + 2.0
+    assert np.isclose(linreg_loss(f, y).item(), numpy_baseline(f, y), rtol=1e-10)
+
+
+def test_exact_fit_gives_zero():
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal((40, 5))
+    y = f @ np.arange(1.0, 6.0) - 3.0
+    assert linreg_loss(f, y).item() < 1e-20
+
+
+def test_rank_deficient_equals_fit_on_distinct_columns():
+    # Dead neurons (zero columns), duplicated and always-on (constant) neurons:
+    # the fit must equal the fit on the distinct informative columns.
+    rng = np.random.default_rng(2)
+    base = np.maximum(rng.standard_normal((500, 6)), 0) * 1e3
+    dead = np.zeros((500, 40))
+    constant = np.full((500, 3), 7.5)
+    f = np.hstack([base, dead, base[:, :3], constant, dead]).astype(np.float32)
+    y = np.sin(base[:, 0] / 1e3) + base[:, 1] / 1e3 + 0.1 * rng.standard_normal(500)
+    expected = numpy_baseline(base, y)
+    got = linreg_loss(torch.from_numpy(f), torch.from_numpy(y.astype(np.float32))).item()
+    assert np.isclose(got, expected, rtol=1e-5)
+    # torch's default float32 lstsq (gelsy on CPU) silently misses on this very input,
+    # which is why linreg_loss works in float64 through an SVD.
+    a = torch.cat([torch.from_numpy(f), torch.ones(500, 1)], 1)
+    yt = torch.from_numpy(y).float()[:, None]
+    naive = torch.linalg.lstsq(a, yt).solution
+    naive_mse = (a @ naive - yt).pow(2).mean().item()
+    assert abs(naive_mse - expected) / expected > 0.01
+
+
+def test_batched_and_multi_output():
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((3, 60, 4))
+    y = rng.standard_normal((60, 2))
+    batched = linreg_loss(f, y).numpy()
+    for i in range(3):
+        per_output = np.mean([numpy_baseline(f[i], y[:, c]) for c in range(2)])
+        assert np.isclose(batched[i], per_output, rtol=1e-10)

@@ -1,0 +1,145 @@
+"""The real snakemake on a tiny config in a temporary directory."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from featscope.io import load_torch
+from featscope.tasks import load_dataset
+from featscope.models import build_model
+
+pytestmark = pytest.mark.workflow
+
+TINY = {
+    "studies": {
+        "tiny": {
+            "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 64},
+            "model": {"name": "mlp", "width": 8, "depth": 2},
+            "optim": {"name": "adam", "lr": 0.01},
+            "train": {"steps": 30, "loss": "mse"},
+            "schedule": {"every": 5},
+            "observables": {"nonlinearity": {}, "linreg": {}},
+            "analyses": ["phases"],
+            "figures": ["loss_neurons", "linreg", "axes"],
+            "grid": {"optim.lr": [0.01, 0.003]},
+            "seeds": [0, 1],
+        }
+    }
+}
+
+
+def snakemake(workdir, repo, *args, prelude=""):
+    """Run the real snakemake CLI on `workdir` (optionally after a Python prelude)."""
+    argv = ["--snakefile", os.path.join(repo, "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    code = f"{prelude}\nimport sys\nfrom snakemake.cli import main\nsys.argv = ['snakemake'] + {argv!r}\nmain()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir)
+
+
+def write_config(path, config):
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory, request):
+    repo = request.config.rootpath
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_config(workdir, TINY)
+    done = snakemake(workdir, str(repo))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir, str(repo)
+
+
+def test_results_read_back_with_pandas(tiny_results):
+    workdir, _ = tiny_results
+    study = workdir / "results" / "tiny"
+    runs = pd.read_parquet(study / "runs.parquet")
+    assert sorted(runs.run) == ["lr-0.003__seed-0", "lr-0.003__seed-1", "lr-0.01__seed-0", "lr-0.01__seed-1"]
+    assert (runs.status == "ok").all() and (runs.steps_done == 30).all()
+    assert {"optim.lr", "model.width", "config_hash", "device", "torch", "wall_seconds"} <= set(runs.columns)
+
+    obs = pd.read_parquet(study / "observables")
+    assert list(obs.columns[:6]) == ["run", "step", "observable", "layer", "k", "value"]
+    assert set(obs.family) == {"nonlinearity", "linreg"}
+    assert set(obs.run) == set(runs.run)
+    assert sorted(obs.step.unique()) == [0, 5, 10, 15, 20, 25, 30]
+    counts = obs[obs.observable.isin(["nonlinear_neurons", "dead_neurons", "linear_neurons"])]
+    per_layer = counts.groupby(["run", "step", "layer"]).value.sum()
+    assert (per_layer == 8).all()  # every neuron is exactly one of the three kinds
+
+    metrics = pd.read_parquet(study / "metrics")
+    assert set(metrics.columns) >= {"run", "step", "epoch", "split", "loss", "acc", "lr"}
+    assert len(metrics) == 4 * 31
+    phases = pd.read_parquet(study / "phases.parquet")
+    assert set(phases.run) == set(runs.run)
+    assert {"loss_neurons.png", "linreg.png", "axis-optim.lr.png"} <= set(os.listdir(study / "figures"))
+
+
+def test_values_match_recomputation(tiny_results):
+    """Observables and metrics equal a brute-force recomputation from the checkpoint."""
+    workdir, _ = tiny_results
+    study = workdir / "results" / "tiny"
+    run = "lr-0.01__seed-1"
+    bundle = load_torch(study / "checkpoints" / f"{run}.pt")
+    (data_file,) = (workdir / "results" / "data").glob("*.npz")
+    data = load_dataset(data_file)
+    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
+    i = list(bundle["steps"].numpy()).index(20)
+    model = build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"])
+    model.load_state_dict({k: v[i] for k, v in bundle["params"].items()})
+    with torch.no_grad():
+        out, feats = model.forward_features(x)
+    metrics = pd.read_parquet(study / "metrics" / f"{run}.parquet")
+    logged = metrics[(metrics.step == 20) & (metrics.split == "train")].loss.item()
+    assert np.isclose(logged, torch.mean((out - y) ** 2).item(), rtol=1e-5)
+
+    obs = pd.read_parquet(study / "observables", filters=[("run", "==", run), ("step", "==", 20)])
+    nonlinear = obs[(obs.observable == "nonlinear_neurons") & (obs.layer == "h2")].value.item()
+    rates = (feats.pre["h2"] > 0).double().mean(0)
+    assert nonlinear == int(((rates > 0) & (rates < 1)).sum())
+    h2 = np.hstack([feats.post["h2"].double().numpy(), np.ones((len(x), 1))])
+    coef, *_ = np.linalg.lstsq(h2, y.double().numpy(), rcond=None)
+    lin = obs[(obs.observable == "linreg_loss") & (obs.layer == "h2")].value.item()
+    assert np.isclose(lin, np.mean((h2 @ coef - y.double().numpy()) ** 2), rtol=1e-8)
+
+
+def test_second_invocation_has_nothing_to_do(tiny_results):
+    workdir, repo = tiny_results
+    again = snakemake(workdir, repo, "--dry-run")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _mtimes(folder):
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_bumping_one_family_reruns_only_it(tiny_results):
+    workdir, repo = tiny_results
+    study = workdir / "results" / "tiny"
+    before = _mtimes(study)
+    bump = ("import dataclasses, featscope.observables as o\n"
+            "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)")
+    done = snakemake(workdir, repo, prelude=bump)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _mtimes(study)
+    changed = {str(p) for p in before if after.get(p) != before[p]}
+    linreg = {str(p) for p in before if "linreg" in str(p)}  # outputs and logs
+    figures = {str(p) for p in before if str(p).startswith("figures/")}
+    assert any("family=linreg" in p for p in linreg) and linreg <= changed
+    assert changed - linreg - figures == set(), changed - linreg - figures
+
+
+def test_bad_config_names_the_key(tmp_path, repo):
+    bad = yaml.safe_load(yaml.safe_dump(TINY))
+    bad["studies"]["tiny"]["optim"]["lr"] = -0.1
+    write_config(tmp_path, bad)
+    done = snakemake(tmp_path, repo, "--dry-run")
+    assert done.returncode != 0
+    assert "studies.tiny.optim.lr" in done.stderr + done.stdout
+    assert not (tmp_path / "results").exists()
