@@ -28,7 +28,19 @@ TINY = {
             "figures": ["loss_neurons", "linreg", "axes"],
             "grid": {"optim.lr": [0.01, 0.003]},
             "seeds": [0, 1],
-        }
+        },
+        "tiny-cls": {
+            "task": {"name": "mnist1d", "n_train": 200, "n_test": 100},
+            "model": {"name": "mlp", "width": 16, "depth": 1},
+            "optim": {"name": "adam", "lr": 0.01, "batch_size": 50},
+            "train": {"steps": 20, "loss": "cross_entropy"},
+            "schedule": {"every": 10},
+            "observables": {"spectral": {"top": 3}},
+            "analyses": ["regimes"],
+            "figures": ["effective_dim", "regimes", "spectrum", "cumulative"],
+            "grid": {"optim.train": ["all", "readout"]},
+            "seeds": [0],
+        },
     }
 }
 
@@ -80,13 +92,29 @@ def test_results_read_back_with_pandas(tiny_results):
     assert {"loss_neurons.png", "linreg.png", "axis-optim.lr.png"} <= set(os.listdir(study / "figures"))
 
 
+def test_spectral_study_and_regimes(tiny_results):
+    workdir, _ = tiny_results
+    study = workdir / "results" / "tiny-cls"
+    spectral = pd.read_parquet(study / "observables")
+    assert {"eigenvalue", "quality", "utility", "cum_quality", "effective_dim", "d_lr", "drift_init",
+            "drift_prev"} <= set(spectral.observable)
+    assert (spectral[spectral.observable == "cum_quality"].value <= 1 + 1e-9).all()
+    regimes = pd.read_parquet(study / "regimes.parquet")
+    frozen = regimes[regimes.run.str.startswith("train-readout")]
+    assert (frozen.drift_init == 0).all() and (frozen.regime == "coefficient").all()
+    trained = regimes[regimes.run.str.startswith("train-all") & (regimes.step > 0)]
+    assert (trained.drift_init > 0).all()
+    metrics = pd.read_parquet(study / "metrics")
+    assert metrics[metrics.split == "test"].acc.between(0, 1).all()
+
+
 def test_values_match_recomputation(tiny_results):
     """Observables and metrics equal a brute-force recomputation from the checkpoint."""
     workdir, _ = tiny_results
     study = workdir / "results" / "tiny"
     run = "lr-0.01__seed-1"
     bundle = load_torch(study / "checkpoints" / f"{run}.pt")
-    (data_file,) = (workdir / "results" / "data").glob("*.npz")
+    (data_file,) = (workdir / "results" / "data").glob("sin2-*.npz")
     data = load_dataset(data_file)
     x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
     i = list(bundle["steps"].numpy()).index(20)
@@ -123,6 +151,7 @@ def test_bumping_one_family_reruns_only_it(tiny_results):
     workdir, repo = tiny_results
     study = workdir / "results" / "tiny"
     before = _mtimes(study)
+    before_cls = _mtimes(workdir / "results" / "tiny-cls")
     bump = ("import dataclasses, featscope.observables as o\n"
             "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)")
     done = snakemake(workdir, repo, prelude=bump)
@@ -130,6 +159,7 @@ def test_bumping_one_family_reruns_only_it(tiny_results):
     after = _mtimes(study)
     changed = {str(p) for p in before if after.get(p) != before[p]}
     linreg = {str(p) for p in before if "linreg" in str(p)}  # outputs and logs
+    assert _mtimes(workdir / "results" / "tiny-cls") == before_cls
     figures = {str(p) for p in before if str(p).startswith("figures/")}
     assert any("family=linreg" in p for p in linreg) and linreg <= changed
     assert changed - linreg - figures == set(), changed - linreg - figures

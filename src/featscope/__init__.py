@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .observables.nonlinearity import active_rate, dead_neurons, linear_neurons, nonlinear_neurons
 from .observables.linreg import linreg_loss
+from .observables.spectral import eigen_drift, spectral
 from .phases import segment_phases
 from .models import MLP, build_model
 from .tasks import make_dataset
@@ -13,6 +14,6 @@ from .training import train_runs
 from .config import expand_runs
 
 __all__ = [
-    "active_rate", "nonlinear_neurons", "dead_neurons", "linear_neurons", "linreg_loss",
+    "spectral", "eigen_drift", "active_rate", "nonlinear_neurons", "dead_neurons", "linear_neurons", "linreg_loss",
     "segment_phases", "MLP", "build_model", "make_dataset", "train_runs", "expand_runs",
 ]

@@ -233,6 +233,9 @@ def _check_run(run: Run, at: tuple, known_observables: dict) -> None:
             if missing:
                 raise ConfigError(f"config key '{_path(at + (key,))}': '{name}' needs the observable "
                                   f"families {missing} in '{_path(at + ('observables',))}'")
+    if "regimes" in (cfg.get("figures") or []) and "regimes" not in (cfg.get("analyses") or []):
+        raise ConfigError(f"config key '{_path(at + ('figures',))}': the 'regimes' figure needs "
+                          f"'regimes' in '{_path(at + ('analyses',))}'")
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
         from .models import model_layer_names
@@ -244,4 +247,5 @@ def _check_run(run: Run, at: tuple, known_observables: dict) -> None:
 
 # What each analysis or figure reads besides the training metrics.
 REQUIRES = {"phases": ["nonlinearity"], "loss_neurons": ["nonlinearity"], "linreg": ["linreg"],
-            "axes": ["nonlinearity"]}
+            "axes": ["nonlinearity"], "regimes": ["spectral"], "spectrum": ["spectral"],
+            "cumulative": ["spectral"], "effective_dim": ["spectral"]}

@@ -76,7 +76,8 @@ def observe_run(run_id: str, family: str, bundle: dict, data: dict, params: dict
     params = dict(params or {})
     fam = FAMILIES[family]
     split = params.pop("split", "train")
-    frames = [fam.compute(snap, params) for snap in snapshots(bundle, data, split)]
+    state: dict = {}
+    frames = [fam.compute(snap, params, state) for snap in snapshots(bundle, data, split)]
     frame = pd.concat(frames, ignore_index=True)
     frame.insert(0, "run", run_id)
     frame["k"] = frame["k"].astype("Int64")

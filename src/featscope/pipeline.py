@@ -89,12 +89,30 @@ def phases_job(metric_paths, nonlinearity_paths, params: dict, out) -> None:
     io.write_parquet(phase_table(metrics, counts, **params), out)
 
 
+def regimes_job(runs_path, spectral_paths, rules: dict, out) -> None:
+    from .regimes import regime_table
+
+    runs = io.read_parquet(runs_path)
+    spectral = read_frames(spectral_paths, columns=["run", "step", "observable", "value"],
+                           filters=pads.field("k").is_null())
+    io.write_parquet(regime_table(spectral, dict(zip(runs.run, runs.outputs)), **rules), out)
+
+
 def plot_job(figure: str, study: str, paths: dict, out, axes: dict | None = None) -> None:
     """`axes` maps figure names axis-<label> to grid axes (dotted keys)."""
     from . import plots
 
+    SPECTRAL_FIGURES = {"spectrum": plots.spectrum, "cumulative": plots.cumulative,
+                        "effective_dim": plots.effective_dim, "regimes": plots.regime_map}
+
     runs = io.read_parquet(paths["runs"])
     phases = io.read_parquet(paths["phases"]) if paths.get("phases") else None
+    if figure in SPECTRAL_FIGURES:
+        spectral = read_frames([p for p in paths["observables"] if "family=spectral" in str(p)])
+        regimes = io.read_parquet(paths["regimes"]) if paths.get("regimes") else None
+        fig = SPECTRAL_FIGURES[figure](runs, spectral, regimes, study)
+        plots.save(fig, out)
+        return
     metrics = read_frames(paths["metrics"], columns=["run", "step", "split", "loss"])
     observables = read_frames(paths["observables"], filters=pads.field("observable").isin(
         ["nonlinear_neurons", "linreg_loss"]))

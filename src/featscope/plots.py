@@ -138,3 +138,69 @@ def axis_summary(runs, observables, phases, axis, study, axes=None, layer="h2"):
                  f"red = median)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------ kernel eigen-measures
+def _pick_steps(steps, count=4) -> list:
+    steps = np.sort(np.unique(steps))
+    picks = np.unique(np.geomspace(1, len(steps), count).round().astype(int) - 1)
+    return [int(steps[i]) for i in picks]
+
+
+def spectrum(runs, spectral, regimes, study):
+    """Eigenvalue spectra of the first run's features at a range of checkpoints."""
+    run = reference_runs(runs).run.iloc[0]
+    eig = spectral[(spectral.run == run) & (spectral.observable == "eigenvalue")]
+    steps = _pick_steps(eig.step, 6)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sns.lineplot(eig[eig.step.isin(steps)], x="k", y="value", hue="step", palette="viridis",
+                 marker="o", markersize=3, ax=ax, legend="full")
+    ax.set(xscale="log", yscale="log", xlabel="eigen index k", ylabel="eigenvalue ρ_k")
+    ax.set_title(f"{study}: spectrum of the {eig.layer.iloc[0]} feature kernel over training\nrun {run}",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def cumulative(runs, spectral, regimes, study):
+    """Π*(k) (target) and Π̂(k) (network output) at chosen checkpoints of the first run."""
+    run = reference_runs(runs).run.iloc[0]
+    cum = spectral[(spectral.run == run) & spectral.observable.isin(["cum_quality", "cum_utility"])]
+    steps = _pick_steps(cum.step, 4)
+    cum = cum[cum.step.isin(steps)].assign(curve=lambda d: d.observable.map(
+        {"cum_quality": "Π*(k): target", "cum_utility": "Π̂(k): output"}))
+    grid = sns.relplot(cum, x="k", y="value", hue="step", col="curve", kind="line", palette="viridis",
+                       height=3.8, aspect=1.1, legend="full")
+    grid.set(xscale="log", ylim=(0, 1.02), xlabel="number of eigenfunctions k", ylabel="cumulative share")
+    grid.figure.suptitle(f"{study}: cumulative quality and utility, run {run}", fontsize=10, y=1.03)
+    return grid.figure
+
+
+def effective_dim(runs, spectral, regimes, study):
+    """Effective dimensions, D_LR and eigenfunction drift over training, per grid point."""
+    names = ["effective_dim", "effective_dim_quality", "effective_dim_utility", "d_lr", "drift_init",
+             "drift_prev"]
+    rows = spectral[spectral.observable.isin(names)].merge(runs[["run", "grid_point"]], on="run")
+    grid = sns.relplot(rows, x="step", y="value", hue="grid_point", col="observable", col_wrap=3,
+                       col_order=names, kind="line", estimator="median", errorbar=BAND,
+                       facet_kws={"sharey": False}, height=3, aspect=1.3)
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle(f"{study}: kernel eigen-measures over training (median over seeds)",
+                         fontsize=10, y=1.02)
+    return grid.figure
+
+
+def regime_map(runs, spectral, regimes, study):
+    """Regime of each grid point over training (most common label over seeds)."""
+    table = regimes.merge(runs[["run", "grid_point"]], on="run")
+    mode = table.groupby(["grid_point", "step"]).regime.agg(lambda r: r.value_counts().idxmax())
+    codes = mode.map({"coefficient": 0, "MF": 1, "EF": 2}).unstack("step")
+    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(codes)))
+    cmap = matplotlib.colors.ListedColormap(["#bdbdbd", "#4daf4a", "#984ea3"])
+    sns.heatmap(codes, cmap=cmap, vmin=-0.5, vmax=2.5, ax=ax, cbar_kws={"ticks": [0, 1, 2]},
+                xticklabels=max(1, codes.shape[1] // 10))
+    ax.collections[0].colorbar.set_ticklabels(["coefficient", "MF", "EF"])
+    ax.set(xlabel="step", ylabel="grid point")
+    ax.set_title(f"{study}: feature-learning regime per checkpoint (most common over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -30,7 +30,39 @@ def _split(x, y, n_train: int) -> dict:
     return data
 
 
-TASKS = {"sin2": (sin2, "regression")}
+def fn1d(cfg: dict) -> dict:
+    """A 1-D regression function y = sin(2π·freq·x) (+ noise), x ~ U[-1, 1]."""
+    rng = np.random.default_rng(cfg["seed"])
+    n = cfg["n_train"] + cfg.get("n_test", 0)
+    x = rng.uniform(-1, 1, (n, 1))
+    y = np.sin(2 * np.pi * cfg["freq"] * x) + cfg.get("noise", 0.0) * rng.standard_normal((n, 1))
+    return _split(x.astype(np.float32), y.astype(np.float32), cfg["n_train"])
+
+
+def mnist1d(cfg: dict) -> dict:
+    """MNIST-1D (Greydanus & Kobak), generated procedurally by the `mnist1d` package: no download."""
+    from mnist1d.data import get_dataset_args, make_dataset as make_mnist1d
+
+    args = get_dataset_args()
+    args.num_samples = cfg["n_train"] + cfg["n_test"]
+    args.train_split = cfg["n_train"] / args.num_samples
+    args.seed = cfg["seed"]
+    raw = make_mnist1d(args)
+    data = {"x_train": raw["x"].astype(np.float32), "y_train": raw["y"].astype(np.int64),
+            "x_test": raw["x_test"].astype(np.float32), "y_test": raw["y_test"].astype(np.int64)}
+    return _with_random_labels(data, cfg)
+
+
+def _with_random_labels(data: dict, cfg: dict) -> dict:
+    """Replace the training labels by a seeded permutation of themselves (memorisation control)."""
+    if cfg.get("random_labels"):
+        rng = np.random.default_rng([cfg["seed"], 1])
+        data["y_train"] = rng.permutation(data["y_train"])
+    return data
+
+
+TASKS = {"sin2": (sin2, "regression"), "fn1d": (fn1d, "regression"),
+         "mnist1d": (mnist1d, "classification")}
 
 
 def task_kind(name: str) -> str:

@@ -74,6 +74,19 @@ def _optimizer(cfg: dict, params):
     raise ValueError(f"unknown optimiser '{name}'")
 
 
+def _trainable(model, which: str):
+    """'all' trains every parameter; 'readout' freezes the features (coefficient learning)."""
+    if which == "all":
+        return list(model.parameters())
+    if which == "readout":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.readout.parameters():
+            p.requires_grad_(True)
+        return list(model.readout.parameters())
+    raise ValueError(f"unknown optim.train '{which}'")
+
+
 def _warmup(steps: int):
     return lambda t: min(1.0, (t + 1) / steps) if steps > 0 else 1.0
 
@@ -102,7 +115,7 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
 
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], x.shape[1], out_dim).to(device)
-    opt = _optimizer(cfg["optim"], model.parameters())
+    opt = _optimizer(cfg["optim"], _trainable(model, cfg["optim"].get("train", "all")))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup(cfg["optim"].get("warmup_steps", 0)))
     criterion = loss_fn(kind, cfg["train"]["loss"])
     total = cfg["train"]["steps"]
@@ -154,7 +167,7 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         "params": {name: torch.stack(ts) for name, ts in saved.items()},
         "model": cfg["model"], "in_dim": int(x.shape[1]), "out_dim": int(out_dim),
     }
-    info = {"run": run_id, "status": status, "steps_done": int(step),
+    info = {"run": run_id, "status": status, "steps_done": int(step), "outputs": int(out_dim),
             "wall_seconds": time.perf_counter() - start, "device": str(device), **versions()}
     return RunResult(run_id, bundle, metrics, info)
 

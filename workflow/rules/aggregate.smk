@@ -1,6 +1,7 @@
 localrules:
     runs_table,
     phases,
+    regimes,
 
 
 rule runs_table:
@@ -30,3 +31,18 @@ rule phases:
         "../../envs/featscope.yaml"
     script:
         "../scripts/phases.py"
+
+
+rule regimes:
+    """Coefficient / MF / EF label per run and checkpoint from the kernel eigen-measures."""
+    input:
+        runs=RUNS_TABLE,
+        spectral=lambda w: per_run(OBSERVABLES, w.study, family="spectral"),
+    output:
+        REGIMES,
+    params:
+        rules=lambda w: study_of(w)["regimes"],
+    conda:
+        "../../envs/featscope.yaml"
+    script:
+        "../scripts/regimes.py"

@@ -32,6 +32,7 @@ METRICS = f"{R}/{{study}}/metrics/{{run}}.parquet"
 OBSERVABLES = f"{R}/{{study}}/observables/family={{family}}/{{run}}.parquet"
 RUNS_TABLE = f"{R}/{{study}}/runs.parquet"
 PHASES = f"{R}/{{study}}/phases.parquet"
+REGIMES = f"{R}/{{study}}/regimes.parquet"
 FIGURE = f"{R}/{{study}}/figures/{{figure}}.png"
 LOGS = f"{R}/{{study}}/logs"
 
@@ -78,13 +79,18 @@ def figures_of(study):
     return names
 
 
+def analysis_outputs(study):
+    """Analysis name -> its table, for the analyses the study asks for."""
+    tables = {"phases": PHASES, "regimes": REGIMES}
+    return {a: tables[a].format(study=study) for a in config["studies"][study]["analyses"]}
+
+
 def all_targets():
     targets = []
     for study in RUNS:
         targets.append(RUNS_TABLE.format(study=study))
         for family in families_of(study):
             targets += per_run(OBSERVABLES, study, family=family)
-        if "phases" in config["studies"][study]["analyses"]:
-            targets.append(PHASES.format(study=study))
+        targets += analysis_outputs(study).values()
         targets += [FIGURE.format(study=study, figure=f) for f in figures_of(study)]
     return targets

@@ -13,8 +13,7 @@ def plot_inputs(wildcards):
             for path in per_run(OBSERVABLES, study, family=family)
         ],
     }
-    if "phases" in config["studies"][study]["analyses"]:
-        inputs["phases"] = PHASES.format(study=study)
+    inputs.update(analysis_outputs(study))
     return inputs
 
 

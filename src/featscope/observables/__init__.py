@@ -27,6 +27,8 @@ FAMILIES = {
                            families.nonlinearity, "active rate and nonlinear/dead/linear neuron counts"),
     "linreg": Family("linreg", 1, frozenset({"regression"}), families.linreg,
                      "least-squares baselines of y on each layer's features"),
+    "spectral": Family("spectral", 1, frozenset({"regression", "classification"}), families.spectral,
+                       "kernel eigen-measures of the penultimate features (Nam et al.)"),
 }
 
 

@@ -1,0 +1,171 @@
+"""Kernel eigen-measures of a feature map (after Nam et al., arXiv 2410.04264).
+
+The paper's code is not public; these are featscope's stated definitions.
+
+Φ (n × p) holds the penultimate features of n evaluation samples. With the
+uncentred second-moment matrix Σ = ΦᵀΦ / n and its eigenpairs (ρ_k, u_k),
+ρ_1 ≥ ρ_2 ≥ ..., the eigenfunctions on the sample are e_k = Φ u_k / √ρ_k, with
+unit empirical norm ⟨e_k, e_k⟩ = 1 where ⟨a, b⟩ = mean_i a(x_i) b(x_i).
+Eigenvalues below ``rtol`` × ρ_1 are dropped (their eigenfunctions are noise).
+
+* quality   Q*_k = Σ_c ⟨e_k, f*_c⟩² / Σ_c ‖f*_c‖²   (f* the target, one-hot for classes)
+* utility   Q̂_k  = the same with the network output f̂
+* cum_quality Π*(k) = Σ_{j≤k} Q*_j, cum_utility Π̂(k) likewise: non-decreasing, ≤ 1
+* effective_dim = exp(entropy of ρ/Σρ); effective_dim_quality and
+  effective_dim_utility the same for Q*/ΣQ* and Q̂/ΣQ̂
+* d_lr = 1 − CKA(K, K_MP): K = ΦΦᵀ and K_MP = a₁·11ᵀ/n + a₂·P_f̂, with P_f̂ the
+  projection onto the span of the output columns and a₁, a₂ ≥ 0 the least-
+  squares fit of K. CKA is the usual centred alignment ⟨HAH, HBH⟩ / (‖HAH‖‖HBH‖).
+  Centring removes the a₁ term, so d_lr is 0 exactly when the centred kernel is
+  a multiple of the centred output projection (the network's features have
+  collapsed onto what its output uses) and grows towards 1 as they spread out.
+
+Eigen index ``k`` starts at 1, so ``cum_quality`` at k = C is Π*(C).
+
+With ``landmarks=m`` the eigenpairs come from the Nyström approximation on m
+evenly spaced samples: Σ is estimated on the landmarks only, and the
+eigenfunctions are extended to all n samples through Φ. For a linear kernel
+this is exactly Nyström's extension e_k(x) = Σ_j k(x, x_j) e_k(x_j) / (m ρ_k).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+def _as_matrix(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=np.float64)
+    return a[:, None] if a.ndim == 1 else a
+
+
+def one_hot(labels, classes: int | None = None) -> np.ndarray:
+    labels = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).astype(int)
+    return np.eye(classes or labels.max() + 1)[labels]
+
+
+def eigensystem(features, landmarks: int | None = None, rtol: float = 1e-10):
+    """Eigenvalues ρ (descending) and eigenfunctions E (n × r, columns e_k) of Φ."""
+    phi = _as_matrix(features)
+    n = len(phi)
+    sub = phi
+    if landmarks is not None and landmarks < n:
+        sub = phi[np.linspace(0, n - 1, landmarks).round().astype(int)]
+    if sub.shape[0] >= sub.shape[1]:  # p × p route: eigh of Σ
+        rho, u = np.linalg.eigh(sub.T @ sub / len(sub))
+        rho, u = rho[::-1], u[:, ::-1]
+    else:  # n × n route via the SVD when features outnumber samples
+        _, s, vt = np.linalg.svd(sub / np.sqrt(len(sub)), full_matrices=False)
+        rho, u = s ** 2, vt.T
+    keep = rho > rtol * max(rho[0], 0.0) if len(rho) else np.zeros(0, bool)
+    rho, u = rho[keep], u[:, keep]
+    return rho, phi @ u / np.sqrt(rho)
+
+
+def _shares(funcs: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Q_k = Σ_c ⟨e_k, f_c⟩² / Σ_c ‖f_c‖² under the empirical inner product."""
+    n = len(e)
+    inner = e.T @ funcs / n  # (r, C)
+    norm = (funcs ** 2).sum() / n
+    return (inner ** 2).sum(axis=1) / norm if norm > 0 else np.zeros(e.shape[1])
+
+
+def entropy_dim(weights: np.ndarray) -> float:
+    """exp(Shannon entropy) of weights/Σweights: the effective number of components."""
+    w = np.clip(np.asarray(weights, dtype=float), 0, None)
+    if w.sum() <= 0:
+        return float("nan")
+    p = w[w > 0] / w.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def _orthonormal_basis(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    return u[:, s > rtol * s[0]] if len(s) and s[0] > 0 else u[:, :0]
+
+
+def d_lr(features, output) -> float:
+    """1 − CKA(ΦΦᵀ, a₁·11ᵀ/n + a₂·P_f̂), computed in feature space (no n × n matrices)."""
+    phi, out = _as_matrix(features), _as_matrix(output)
+    n = len(phi)
+    q = _orthonormal_basis(out)
+    ones = np.ones((n, 1)) / np.sqrt(n)
+    # Least-squares fit of K by a1*J + a2*P (J = 11ᵀ/n), a1, a2 >= 0, via 2×2 Gram inner products.
+    k_j, k_p = float(((phi.T @ ones) ** 2).sum()), float(((phi.T @ q) ** 2).sum())
+    j_p = float(((q.T @ ones) ** 2).sum())
+    gram = np.array([[1.0, j_p], [j_p, float(q.shape[1])]])
+    a1, a2 = _nnls2(gram, np.array([k_j, k_p]))
+    if a2 <= 0:
+        return 1.0  # the fitted kernel is constant: nothing survives centring
+    phi_c = phi - phi.mean(axis=0)
+    q_c = q - q.mean(axis=0)
+    cross = ((phi_c.T @ q_c) ** 2).sum()
+    norm_k = np.linalg.norm(phi_c.T @ phi_c)
+    norm_p = np.linalg.norm(q_c.T @ q_c)
+    if norm_k == 0 or norm_p == 0:
+        return 1.0
+    return float(1.0 - cross / (norm_k * norm_p))
+
+
+def _nnls2(gram: np.ndarray, rhs: np.ndarray) -> tuple[float, float]:
+    """Two-variable non-negative least squares by checking the active sets."""
+    candidates = []
+    try:
+        sol = np.linalg.solve(gram, rhs)
+        if (sol >= 0).all():
+            candidates.append(sol)
+    except np.linalg.LinAlgError:
+        pass
+    for i in range(2):
+        x = np.zeros(2)
+        x[i] = max(rhs[i] / gram[i, i], 0.0) if gram[i, i] > 0 else 0.0
+        candidates.append(x)
+    best = min(candidates, key=lambda x: x @ gram @ x - 2 * rhs @ x)
+    return float(best[0]), float(best[1])
+
+
+def spectral(features, target, output, landmarks: int | None = None) -> pd.DataFrame:
+    """All kernel eigen-measures of one feature map, in long form (observable, k, value).
+
+    features: (n, p) penultimate features; target and output: (n, C) or (n,)
+    arrays or tensors (one-hot targets for classification). ``k`` is null for
+    scalar measures.
+    """
+    rho, e = eigensystem(features, landmarks)
+    f_star, f_hat = _as_matrix(target), _as_matrix(output)
+    quality, utility = _shares(f_star, e), _shares(f_hat, e)
+    per_k = {"eigenvalue": rho, "quality": quality, "utility": utility,
+             "cum_quality": np.cumsum(quality), "cum_utility": np.cumsum(utility)}
+    scalars = {"effective_dim": entropy_dim(rho), "effective_dim_quality": entropy_dim(quality),
+               "effective_dim_utility": entropy_dim(utility), "d_lr": d_lr(features, output)}
+    k = np.arange(1, len(rho) + 1)
+    frames = [pd.DataFrame({"observable": name, "k": k, "value": values}) for name, values in per_k.items()]
+    frames.append(pd.DataFrame({"observable": list(scalars), "k": None, "value": list(scalars.values())}))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def top_subspace(features, m: int, landmarks: int | None = None) -> np.ndarray:
+    """Orthonormal n × m basis of the top-m eigenfunctions on the sample."""
+    _, e = eigensystem(features, landmarks)
+    return _orthonormal_basis(e[:, :m])
+
+
+def eigen_drift(features_a, features_b, m: int, landmarks: int | None = None) -> float:
+    """1 − mean squared overlap of the top-m eigenfunction subspaces of two feature maps.
+
+    0 when both span the same top-m functions on the sample (e.g. frozen, rotated
+    or rescaled features), 1 when the subspaces are orthogonal.
+    """
+    return subspace_drift(top_subspace(features_a, m, landmarks), top_subspace(features_b, m, landmarks))
+
+
+def subspace_drift(ua: np.ndarray, ub: np.ndarray) -> float:
+    """1 − ‖UaᵀUb‖²_F / m for orthonormal bases Ua, Ub (m = the smaller width)."""
+    width = min(ua.shape[1], ub.shape[1])
+    if width == 0:
+        return float("nan")
+    return float(max(0.0, 1.0 - ((ua.T @ ub) ** 2).sum() / width))  # clip rounding below 0

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import nnls
+
+from featscope import eigen_drift, spectral
+from featscope.observables.spectral import d_lr, one_hot
+
+
+def values(frame, name):
+    rows = frame[frame.observable == name].sort_values("k")
+    return rows.value.to_numpy() if rows.k.notna().any() else rows.value.item()
+
+
+def brute_force(phi, target):
+    """Eigenfunctions from the n × n kernel K/n, quality by explicit inner products."""
+    n = len(phi)
+    lam, v = np.linalg.eigh(phi @ phi.T / n)
+    lam, v = lam[::-1], v[:, ::-1]
+    keep = lam > 1e-10 * lam[0]
+    lam, e = lam[keep], np.sqrt(n) * v[:, keep]
+    q = np.array([sum(np.mean(e[:, k] * target[:, c]) ** 2 for c in range(target.shape[1]))
+                  for k in range(e.shape[1])]) / np.mean((target ** 2).sum(1))
+    return lam, q
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    phi = np.maximum(rng.standard_normal((120, 15)) @ rng.standard_normal((15, 15)), 0)
+    labels = rng.integers(0, 4, 120)
+    target = one_hot(labels, 4)
+    output = target + 0.3 * rng.standard_normal((120, 4))
+    return phi, target, output
+
+
+def test_matches_brute_force_kernel_twin(problem):
+    phi, target, output = problem
+    frame = spectral(phi, target, output)
+    lam, q = brute_force(phi, target)
+    assert np.allclose(values(frame, "eigenvalue"), lam, rtol=1e-8)
+    assert np.allclose(values(frame, "quality"), q, atol=1e-10)
+    _, u = brute_force(phi, output)
+    assert np.allclose(values(frame, "utility"), u, atol=1e-10)
+    p = lam / lam.sum()
+    assert values(frame, "effective_dim") == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+
+
+def test_one_hot_features_put_all_quality_on_first_classes():
+    labels = np.repeat(np.arange(5), 20)  # balanced
+    target = one_hot(labels)
+    frame = spectral(target, target, target)
+    cum = values(frame, "cum_quality")
+    assert len(cum) == 5 and cum[4] == pytest.approx(1.0)
+    assert values(frame, "effective_dim") == pytest.approx(5.0)
+    assert values(frame, "effective_dim_quality") == pytest.approx(5.0)
+    assert values(frame, "d_lr") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_invariant_to_rotation_and_scale(problem):
+    phi, target, output = problem
+    rot, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((15, 15)))
+    base = spectral(phi, target, output)
+    moved = spectral(3.0 * phi @ rot, torch.tensor(target), torch.tensor(output))
+    for name in ("quality", "utility", "cum_quality", "cum_utility"):
+        assert np.allclose(values(base, name), values(moved, name), atol=1e-9), name
+    for name in ("effective_dim", "effective_dim_quality", "effective_dim_utility", "d_lr"):
+        assert values(base, name) == pytest.approx(values(moved, name), rel=1e-9), name
+    assert np.allclose(values(moved, "eigenvalue"), 9.0 * values(base, "eigenvalue"))
+    assert eigen_drift(phi, 2.0 * phi @ rot, m=5) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_cumulative_curves_monotone_and_at_most_one(problem):
+    phi, target, output = problem
+    frame = spectral(phi, target, output)
+    for name in ("cum_quality", "cum_utility"):
+        cum = values(frame, name)
+        assert np.all(np.diff(cum) >= -1e-12) and cum[-1] <= 1 + 1e-12
+
+
+def test_nystrom_converges_to_exact():
+    rng = np.random.default_rng(2)
+    phi = rng.standard_normal((2000, 8)) * np.arange(1, 9)
+    exact = np.sort(np.linalg.eigvalsh(phi.T @ phi / len(phi)))[::-1]
+    errors = []
+    for m in (50, 200, 800, 2000):
+        approx = values(spectral(phi, phi[:, :1], phi[:, :1], landmarks=m), "eigenvalue")
+        errors.append(np.abs(approx - exact).max() / exact[0])
+    assert errors[-1] < 1e-12
+    assert errors[0] > errors[2] and errors[2] < 0.05
+
+
+def test_drift_is_zero_for_frozen_and_one_for_orthogonal():
+    rng = np.random.default_rng(3)
+    phi = rng.standard_normal((50, 6))
+    assert eigen_drift(phi, phi, m=3) == pytest.approx(0.0, abs=1e-12)
+    a = np.zeros((4, 2)); a[0, 0] = 2; a[1, 1] = 1
+    b = np.zeros((4, 2)); b[2, 0] = 2; b[3, 1] = 1
+    assert eigen_drift(a, b, m=2) == pytest.approx(1.0)
+
+
+def brute_d_lr(phi, out):
+    n = len(phi)
+    k = phi @ phi.T
+    q, _ = np.linalg.qr(out)
+    basis = [np.ones((n, n)) / n, q @ q.T]
+    a, _ = nnls(np.stack([b.ravel() for b in basis], 1), k.ravel())
+    kmp = a[0] * basis[0] + a[1] * basis[1]
+    h = np.eye(n) - 1 / n
+    hk, hm = h @ k @ h, h @ kmp @ h
+    return 1 - (hk * hm).sum() / (np.linalg.norm(hk) * np.linalg.norm(hm))
+
+
+def test_d_lr_matches_explicit_n_by_n_twin(problem):
+    phi, _, output = problem
+    assert d_lr(phi, output) == pytest.approx(brute_d_lr(phi, output), abs=1e-10)
+    # Features that span the outputs isotropically (K = c·P_f̂) are fully collapsed: d_lr = 0.
+    q, _ = np.linalg.qr(output)
+    rot, _ = np.linalg.qr(np.random.default_rng(4).standard_normal((9, 9)))
+    collapsed = 2.5 * np.hstack([q, np.zeros((len(q), 5))]) @ rot
+    assert d_lr(collapsed, output) == pytest.approx(0.0, abs=1e-10)
+    assert d_lr(phi, output) > 0.1
