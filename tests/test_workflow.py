@@ -73,7 +73,7 @@ def test_results_read_back_with_pandas(tiny_results):
     runs = pd.read_parquet(study / "runs.parquet")
     assert sorted(runs.run) == ["lr-0.003__seed-0", "lr-0.003__seed-1", "lr-0.01__seed-0", "lr-0.01__seed-1"]
     assert (runs.status == "ok").all() and (runs.steps_done == 30).all()
-    assert {"optim.lr", "model.width", "config_hash", "device", "torch", "wall_seconds"} <= set(runs.columns)
+    assert {"optim.lr", "model.width", "config_hash", "device", "version.torch", "wall_seconds"} <= set(runs.columns)
 
     obs = pd.read_parquet(study / "observables")
     assert list(obs.columns[:6]) == ["run", "step", "observable", "layer", "k", "value"]

@@ -5,6 +5,9 @@ stage can also be run by hand or from a notebook.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
@@ -23,15 +26,22 @@ def data_job(task: dict, out) -> None:
 
 
 def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_metrics, out_info,
-              device: str = "auto", threads: int = 1, log=None) -> None:
+              device: str = "auto", threads: int = 1, log=None, resume_dir=None,
+              resume_every: float = 60.0) -> None:
+    """Train one run. In-progress state lives in `resume_dir`, which is not a job
+    output, so it survives Snakemake deleting a killed job's outputs; it is
+    removed once the run's outputs are written."""
     torch.set_num_threads(threads)
     data = load_dataset(data_path)
-    with open(log, "w") if log else open("/dev/null", "w") as log_file:
-        [result] = train_runs([(run_id, train_config)], data, device, log_file=log_file)
+    with open(log, "a") if log else open(os.devnull, "w") as log_file:
+        [result] = train_runs([(run_id, train_config)], data, device, log_file=log_file,
+                              resume_dir=resume_dir, resume_every=resume_every)
     result.info["config_hash"] = fingerprint(train_config)
     io.save_torch(result.checkpoints, out_checkpoints)
     io.write_parquet(result.metrics, out_metrics)
     io.write_json(result.info, out_info)
+    if resume_dir:
+        Path(resume_dir, f"{run_id}.pt").unlink(missing_ok=True)
 
 
 def observe_job(run_id: str, family: str, params: dict, checkpoints_path, data_path, out) -> None:

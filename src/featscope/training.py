@@ -13,6 +13,7 @@ import math
 import platform
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import schedules
+from .config import fingerprint
 from .models import build_model
 from .tasks import task_kind
 
@@ -39,8 +41,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 def versions() -> dict:
     from . import __version__
 
-    return {"featscope": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {"version.featscope": __version__, "version.torch": torch.__version__,
+            "version.numpy": np.__version__, "version.python": platform.python_version()}
 
 
 @dataclass
@@ -101,12 +103,22 @@ def _tensors(data: dict, device, kind: str):
 
 
 def train_runs(runs: list[tuple[str, dict]], data: dict, device="cpu", progress: bool = True,
-               log_file=None) -> list[RunResult]:
-    """Train each (run_id, train_config) on `data`; return their results."""
-    return [train_one(run_id, cfg, data, device, progress, log_file) for run_id, cfg in runs]
+               log_file=None, resume_dir=None, resume_every: float = 60.0) -> list[RunResult]:
+    """Train each (run_id, train_config) on `data`; return their results.
+
+    With `resume_dir`, each run saves its full training state there every
+    `resume_every` seconds and, when started again after being killed, resumes
+    from it: model, optimiser, scheduler and RNG states are all restored, so
+    the result is identical to an uninterrupted run.
+    """
+    return [train_one(run_id, cfg, data, device, progress, log_file,
+                      resume_path=(Path(resume_dir) / f"{run_id}.pt") if resume_dir else None,
+                      resume_every=resume_every)
+            for run_id, cfg in runs]
 
 
-def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, log_file=None) -> RunResult:
+def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, log_file=None,
+              resume_path=None, resume_every: float = 60.0) -> RunResult:
     device = resolve_device(device) if isinstance(device, str) else device
     kind = task_kind(cfg["task"]["name"])
     tensors = _tensors(data, device, kind)
@@ -121,32 +133,41 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
     total = cfg["train"]["steps"]
     is_checkpoint = schedules.from_config(cfg["schedule"], total)
     batch = cfg["optim"].get("batch_size") or len(x)
-    shuffle = torch.Generator().manual_seed(cfg["seed"])
-    order = torch.arange(len(x))
     ckpt_dtype = getattr(torch, cfg.get("checkpoint_dtype", "float32"))
 
-    saved_steps, saved = [], {name: [] for name, _ in model.named_parameters()}
-    rows = []
-    status, start = "ok", time.perf_counter()
-    bar = tqdm(total=total, desc=run_id, file=log_file, mininterval=2.0, disable=not progress)
-    for step in range(total + 1):
+    # Everything that evolves during training; saved whole for resumption.
+    st = {"step": 0, "order": torch.arange(len(x)), "shuffle": torch.Generator().manual_seed(cfg["seed"]),
+          "saved_steps": [], "saved": {name: [] for name, _ in model.named_parameters()}, "rows": [],
+          "elapsed": 0.0}
+    key = fingerprint(cfg)
+    if resume_path is not None:
+        _restore(resume_path, key, st, model, opt, sched)
+    status, start, last_save = "ok", time.perf_counter() - st["elapsed"], time.perf_counter()
+    bar = tqdm(total=total, initial=st["step"], desc=run_id, file=log_file, mininterval=2.0,
+               disable=not progress)
+    for step in range(st["step"], total + 1):
+        if resume_path is not None and time.perf_counter() - last_save >= resume_every:
+            st.update(step=step, elapsed=time.perf_counter() - start)
+            _save_state(resume_path, key, st, model, opt, sched)
+            last_save = time.perf_counter()
         pos = (step * batch) % len(x)
         if batch < len(x) and pos < batch:
-            order = torch.randperm(len(x), generator=shuffle)
-        idx = order[pos:pos + batch].to(device)
-        xb, yb = (x, y) if batch >= len(x) else (x[idx], y[idx])
+            st["order"] = torch.randperm(len(x), generator=st["shuffle"])
+        xb, yb = (x, y) if batch >= len(x) else (x[st["order"][pos:pos + batch].to(device)],
+                                                 y[st["order"][pos:pos + batch].to(device)])
         out = model(xb)
         loss = criterion(out, yb)
         lr = opt.param_groups[0]["lr"]
         value = loss.item()
-        rows.append((step, step * batch / len(x), "train", value,
-                     _accuracy(out, yb) if kind == "classification" else math.nan, lr))
+        epoch = step * batch / len(x)
+        st["rows"].append((step, epoch, "train", value,
+                           _accuracy(out, yb) if kind == "classification" else math.nan, lr))
         if "x_test" in tensors:
-            rows.append(_evaluate(model, tensors, criterion, kind, step, step * batch / len(x), lr))
+            st["rows"].append(_evaluate(model, tensors, criterion, kind, step, epoch, lr))
         if is_checkpoint(step) or not math.isfinite(value):
-            saved_steps.append(step)
+            st["saved_steps"].append(step)
             for name, p in model.named_parameters():
-                saved[name].append(p.detach().to("cpu", ckpt_dtype, copy=True))
+                st["saved"][name].append(p.detach().to("cpu", ckpt_dtype, copy=True))
         if not math.isfinite(value):
             status = "diverged"
             break
@@ -159,17 +180,50 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         bar.update(1)
     bar.close()
 
-    metrics = pd.DataFrame(rows, columns=["step", "epoch", "split", "loss", "acc", "lr"])
+    metrics = pd.DataFrame(st["rows"], columns=["step", "epoch", "split", "loss", "acc", "lr"])
     metrics.insert(0, "run", run_id)
     bundle = {
         "format": CHECKPOINT_FORMAT,
-        "steps": torch.tensor(saved_steps, dtype=torch.int64),
-        "params": {name: torch.stack(ts) for name, ts in saved.items()},
+        "steps": torch.tensor(st["saved_steps"], dtype=torch.int64),
+        "params": {name: torch.stack(ts) for name, ts in st["saved"].items()},
         "model": cfg["model"], "in_dim": int(x.shape[1]), "out_dim": int(out_dim),
     }
     info = {"run": run_id, "status": status, "steps_done": int(step), "outputs": int(out_dim),
+            "diverged_at": int(step) if status == "diverged" else None,
             "wall_seconds": time.perf_counter() - start, "device": str(device), **versions()}
     return RunResult(run_id, bundle, metrics, info)
+
+
+def _save_state(path, key, st, model, opt, sched) -> None:
+    from .io import save_torch
+
+    save_torch({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                **{k: v for k, v in st.items() if k != "shuffle"},
+                "shuffle": st["shuffle"].get_state()}, path)
+
+
+def _restore(path, key, st, model, opt, sched) -> None:
+    """Load a saved training state if it exists and belongs to this very config."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return  # a damaged partial state is worth less than a fresh start
+    if saved.get("key") != key:
+        return
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["opt"])
+    sched.load_state_dict(saved["sched"])
+    torch.set_rng_state(saved["rng"])
+    if saved["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    st["shuffle"].set_state(saved["shuffle"])
+    for k in ("step", "order", "saved_steps", "saved", "rows", "elapsed"):
+        st[k] = saved[k]
 
 
 @torch.no_grad()

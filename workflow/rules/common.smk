@@ -8,6 +8,7 @@ from snakemake.utils import min_version, validate
 
 import featscope.config as fsconfig
 from featscope.observables import FAMILIES, applicability
+from featscope.training import resolve_device
 
 min_version("9.0")
 
@@ -22,6 +23,10 @@ except fsconfig.ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 R = config["results"]
+# Training jobs hold one GPU when they will use one, so that
+# `snakemake --cores 8 --resources gpu=1` runs them one at a time beside CPU jobs.
+# An explicit `device: cuda` asks for GPUs even where the DAG is built (a cluster's login node).
+TRAIN_GPUS = int(config["device"].startswith("cuda") or resolve_device(config["device"]).type == "cuda")
 RUN_INDEX = {(study, run.id): run for study, runs in RUNS.items() for run in runs}
 DATASETS = {run.dataset_id: run.config["task"] for run in RUN_INDEX.values()}
 

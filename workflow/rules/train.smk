@@ -9,10 +9,13 @@ rule train:
     params:
         # Only what determines the numbers: editing observables or figures never retrains.
         run=lambda w: run_of(w).train_config,
+        # In-progress state of a killed job; not an output, so Snakemake leaves it alone.
+        resume_dir=lambda w: f"{R}/{w.study}/.partial",
     threads: config["threads"]
     resources:
         mem_mb=2000,
         runtime=60,
+        gpu=TRAIN_GPUS,
     log:
         f"{LOGS}/train/{{run}}.log",
     conda:

@@ -10,4 +10,6 @@ train_job(
     device=snakemake.config["device"],
     threads=snakemake.threads,
     log=snakemake.log[0],
+    resume_dir=snakemake.params.resume_dir,
+    resume_every=snakemake.config["resume_every"],
 )

@@ -1,0 +1,60 @@
+"""A training process killed with SIGKILL resumes to the identical result."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import torch
+
+from featscope.io import load_torch
+from featscope.tasks import make_dataset, save_dataset
+from featscope.training import train_one
+
+CFG = {
+    "task": {"name": "sin2", "d": 5, "f": 3, "n_train": 200, "n_test": 50, "seed": 0},
+    "model": {"name": "mlp", "width": 64, "depth": 2, "activation": "relu"},
+    "optim": {"name": "adam", "lr": 0.001, "batch_size": 64, "warmup_steps": 100},
+    "train": {"steps": 4000, "loss": "mse"},
+    "schedule": {"every": 20, "log": 30},
+    "seed": 3,
+}
+
+
+def launch(tmp_path):
+    code = (
+        "from featscope.pipeline import train_job\n"
+        f"train_job('r', {CFG!r}, {str(tmp_path / 'data.npz')!r}, {str(tmp_path / 'ck.pt')!r},"
+        f" {str(tmp_path / 'm.parquet')!r}, {str(tmp_path / 'info.json')!r}, device='cpu', threads=1,"
+        f" log={str(tmp_path / 'log')!r}, resume_dir={str(tmp_path / 'partial')!r}, resume_every=0.05)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_killed_training_resumes_identically(tmp_path):
+    data = make_dataset(CFG["task"])
+    save_dataset(data, tmp_path / "data.npz")
+    partial = tmp_path / "partial" / "r.pt"
+
+    proc = launch(tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if partial.exists() and torch.load(partial, weights_only=False)["step"] > 200:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(partial, weights_only=False)["step"]
+    assert 0 < killed_at < CFG["train"]["steps"], "the kill must land mid-run"
+    assert not (tmp_path / "ck.pt").exists()
+
+    assert launch(tmp_path).wait(timeout=300) == 0
+    assert not partial.exists()  # cleaned up once the outputs are written
+
+    reference = train_one("r", CFG, data, progress=False)
+    resumed = load_torch(tmp_path / "ck.pt")
+    assert torch.equal(resumed["steps"], reference.checkpoints["steps"])
+    for name, stack in reference.checkpoints["params"].items():
+        assert torch.equal(resumed["params"][name], stack), name
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "m.parquet"), reference.metrics)
