@@ -41,6 +41,18 @@ TINY = {
             "grid": {"optim.train": ["all", "readout"]},
             "seeds": [0],
         },
+        "tiny-div": {  # one run diverges, the other does not
+            "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 64},
+            "model": {"name": "mlp", "width": 8, "depth": 2},
+            "optim": {"name": "sgd", "lr": 0.01},
+            "train": {"steps": 40, "loss": "mse"},
+            "schedule": {"every": 5},
+            "observables": {"nonlinearity": {}, "linreg": {}, "spectral": {}},
+            "analyses": ["phases"],
+            "figures": ["loss_neurons", "linreg"],
+            "grid": {"optim.lr": [0.01, 100.0]},
+            "seeds": [0],
+        },
     }
 }
 
@@ -173,3 +185,47 @@ def test_bad_config_names_the_key(tmp_path, repo):
     assert done.returncode != 0
     assert "studies.tiny.optim.lr" in done.stderr + done.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_diverged_run_is_recorded_and_the_rest_completes(tiny_results):
+    workdir, _ = tiny_results
+    study = workdir / "results" / "tiny-div"
+    runs = pd.read_parquet(study / "runs.parquet").set_index("run")
+    assert runs.loc["lr-0.01__seed-0", "status"] == "ok"
+    bad = runs.loc["lr-100__seed-0"]
+    assert bad.status == "diverged" and 0 < bad.steps_done < 40 and bad.diverged_at == bad.steps_done
+    metrics = pd.read_parquet(study / "metrics" / "lr-100__seed-0.parquet")
+    assert metrics.step.max() == bad.steps_done and not np.isfinite(metrics.loss.iloc[-1])
+    obs = pd.read_parquet(study / "observables", filters=[("run", "==", "lr-100__seed-0")])
+    assert obs.step.max() <= bad.steps_done and (obs.step == 0).any()
+    assert (study / "figures" / "loss_neurons.png").exists()
+    assert (study / "phases.parquet").exists()
+
+
+def test_two_fresh_runs_give_identical_parquet(tiny_results, tmp_path):
+    workdir, repo = tiny_results
+    write_config(tmp_path, TINY)
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for study in TINY["studies"]:
+        a, b = workdir / "results" / study, tmp_path / "results" / study
+        for part in ("observables", "metrics"):
+            pd.testing.assert_frame_equal(pd.read_parquet(a / part), pd.read_parquet(b / part))
+        ra, rb = (pd.read_parquet(d / "runs.parquet").drop(columns="wall_seconds") for d in (a, b))
+        pd.testing.assert_frame_equal(ra, rb)
+
+
+def test_damaged_checkpoint_is_named_moved_aside_and_rebuilt(tiny_results):
+    """Runs last: it damages the shared results."""
+    workdir, repo = tiny_results
+    checkpoint = workdir / "results" / "tiny" / "checkpoints" / "lr-0.01__seed-0.pt"
+    good = load_torch(checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, newer than its observables
+    failed = snakemake(workdir, repo)
+    assert failed.returncode != 0
+    assert "damaged file results/tiny/checkpoints/lr-0.01__seed-0.pt" in failed.stdout + failed.stderr, \
+        failed.stderr[-3000:]
+    assert checkpoint.with_name(checkpoint.name + ".corrupt").exists()
+    rebuilt = snakemake(workdir, repo)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert torch.equal(load_torch(checkpoint)["params"]["hidden.0.weight"], good["params"]["hidden.0.weight"])

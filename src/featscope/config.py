@@ -149,11 +149,11 @@ def _path(parts) -> str:
     return ".".join(str(p) for p in parts) or "<top level>"
 
 
-def _raise_schema_error(error: jsonschema.ValidationError, prefix: tuple = ()) -> None:
+def _raise_schema_error(error: jsonschema.ValidationError, prefix: tuple = (), note: str = "") -> None:
     # The deepest error is the one that names the offending key.
     error = jsonschema.exceptions.best_match([error] + list(error.context or []))
     where = _path(prefix + tuple(error.absolute_path))
-    raise ConfigError(f"config key '{where}': {error.message}")
+    raise ConfigError(f"config key '{where}'{note}: {error.message}")
 
 
 def validate_schema(config: dict, schema: dict) -> None:
@@ -179,7 +179,7 @@ def check(config: dict, schema: dict, known_observables: dict) -> dict[str, list
         runs = expand_runs(name, study)
         for run in runs:
             for error in jsonschema.Draft202012Validator(study_schema).iter_errors(run.config):
-                _raise_schema_error(error, at + (f"grid point {run.id}",))
+                _raise_schema_error(error, at, note=f" (in grid point {run.id})")
             _check_run(run, at, known_observables)
         all_runs[name] = runs
     return all_runs

@@ -22,7 +22,20 @@ _SCHEMA_KEY = b"featscope.schema_version"
 
 
 class CorruptFileError(RuntimeError):
-    """A result file exists but cannot be decoded; delete it and re-run to rebuild it."""
+    """A result file exists but cannot be decoded. It has been moved aside to
+    ``<name>.corrupt`` (nothing is deleted), so re-running snakemake rebuilds it."""
+
+
+def quarantine(path, err: Exception) -> CorruptFileError:
+    """Move a damaged file out of the way and return the error that names it."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".corrupt")
+    try:
+        os.replace(path, aside)
+        where = f"; moved to {aside}, re-run snakemake to rebuild it"
+    except OSError:
+        where = ""
+    return CorruptFileError(f"damaged file {path}: {type(err).__name__}: {err}{where}")
 
 
 @contextmanager
@@ -55,7 +68,7 @@ def read_parquet(path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for damaged files
-        raise CorruptFileError(f"cannot read Parquet file {path}: {err}") from err
+        raise quarantine(path, err) from err
 
 
 def write_json(obj, path) -> None:
@@ -66,8 +79,8 @@ def write_json(obj, path) -> None:
 def read_json(path):
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise CorruptFileError(f"cannot read JSON file {path}: {err}") from err
+    except ValueError as err:
+        raise quarantine(path, err) from err
 
 
 def save_torch(obj, path) -> None:
@@ -77,7 +90,9 @@ def save_torch(obj, path) -> None:
 
 def load_torch(path):
     # map_location='cpu': a checkpoint written on a GPU is observed on a CPU.
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CorruptFileError(f"cannot read checkpoint file {path}: {err}") from err
+        raise quarantine(path, err) from err

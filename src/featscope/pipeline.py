@@ -57,7 +57,7 @@ def read_frames(paths, columns=None, filters=None) -> pd.DataFrame:
         try:
             pads.dataset(p, format="parquet").schema
         except Exception as err:
-            raise io.CorruptFileError(f"cannot read Parquet file {p}: {err}") from err
+            raise io.quarantine(p, err) from err
     table = pads.dataset(paths, format="parquet").to_table(columns=columns, filter=filters)
     return table.to_pandas()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import CorruptFileError, atomic_path
+from .io import atomic_path, quarantine
 
 
 def sin2(cfg: dict) -> dict:
@@ -84,8 +84,10 @@ def save_dataset(data: dict, path) -> None:
 
 
 def load_dataset(path) -> dict:
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
     try:
         with np.load(Path(path)) as npz:
             return {k: npz[k] for k in npz.files}
     except Exception as err:
-        raise CorruptFileError(f"cannot read dataset file {path}: {err}") from err
+        raise quarantine(path, err) from err

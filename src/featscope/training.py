@@ -164,7 +164,8 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
                            _accuracy(out, yb) if kind == "classification" else math.nan, lr))
         if "x_test" in tensors:
             st["rows"].append(_evaluate(model, tensors, criterion, kind, step, epoch, lr))
-        if is_checkpoint(step) or not math.isfinite(value):
+        # A diverged step is kept as a checkpoint when its parameters are still finite.
+        if (is_checkpoint(step) or not math.isfinite(value)) and _finite(model):
             st["saved_steps"].append(step)
             for name, p in model.named_parameters():
                 st["saved"][name].append(p.detach().to("cpu", ckpt_dtype, copy=True))
@@ -192,6 +193,10 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
             "diverged_at": int(step) if status == "diverged" else None,
             "wall_seconds": time.perf_counter() - start, "device": str(device), **versions()}
     return RunResult(run_id, bundle, metrics, info)
+
+
+def _finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _save_state(path, key, st, model, opt, sched) -> None:

@@ -51,6 +51,8 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     frames = []
     for i, step in enumerate(snap.steps):
         feats = snap.features.layers()[layer][i]
+        if not (torch.isfinite(feats).all() and torch.isfinite(snap.output[i]).all()):
+            continue  # a diverged checkpoint has no spectrum
         frame = _sp.spectral(feats, target, snap.output[i], landmarks)
         basis = _sp.top_subspace(feats, top, landmarks)
         state.setdefault("init", basis)
@@ -60,5 +62,6 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
         extra = pd.DataFrame({"observable": list(drift), "k": None, "value": list(drift.values())})
         frame = pd.concat([frame, extra], ignore_index=True)
         frames.append(frame.assign(step=int(step), layer=layer))
-    return pd.concat(frames, ignore_index=True)
+    columns = ["step", "observable", "layer", "k", "value"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 

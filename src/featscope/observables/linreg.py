@@ -23,6 +23,9 @@ def linreg_residual(features, target, rcond: float | None = None) -> torch.Tenso
     """Residual y - ŷ of the least-squares fit of y on [F, 1]; batched over leading dims."""
     a = _design(features)
     y = torch.as_tensor(target).double()
+    # A diverged checkpoint has non-finite features: give NaN, not an SVD failure.
+    finite = torch.isfinite(a).all(dim=-1).all(dim=-1)
+    a = torch.where(finite[..., None, None], a, torch.zeros_like(a))
     if y.dim() == 1:  # (n,) -> (n, 1); (n, C) and batched targets broadcast as they are
         y = y.unsqueeze(-1)
     u, s, _ = torch.linalg.svd(a, full_matrices=False)
@@ -30,7 +33,8 @@ def linreg_residual(features, target, rcond: float | None = None) -> torch.Tenso
         rcond = max(a.shape[-2:]) * torch.finfo(torch.float64).eps
     keep = (s > rcond * s[..., :1]).unsqueeze(-2)  # (..., 1, r)
     u = u * keep
-    return y - u @ (u.transpose(-1, -2) @ y)
+    residual = y - u @ (u.transpose(-1, -2) @ y)
+    return torch.where(finite[..., None, None], residual, torch.full_like(residual, float("nan")))
 
 
 def linreg_loss(features, target, rcond: float | None = None) -> torch.Tensor:
