@@ -41,6 +41,18 @@ TINY = {
             "grid": {"optim.train": ["all", "readout"]},
             "seeds": [0],
         },
+        "tiny-grok": {
+            "task": {"name": "modadd", "M": 5, "train_fraction": 0.5},
+            "model": {"name": "onehot", "width": 16, "activation": "square", "bias": False},
+            "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0002},
+            "train": {"steps": 30, "loss": "zero_mean_mse", "eval_every": 5},
+            "schedule": {"every": 10},
+            "observables": {"weights": {}, "gradients": {}},
+            "analyses": ["stages", "grokking", "scaling"],
+            "figures": ["stages", "dynamics", "scaling"],
+            "grid": {"task.M": [5, 7], "task.train_fraction": [0.5, 0.8]},
+            "seeds": [0],
+        },
         "tiny-div": {  # one run diverges, the other does not
             "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 64},
             "model": {"name": "mlp", "width": 8, "depth": 2},
@@ -118,6 +130,25 @@ def test_spectral_study_and_regimes(tiny_results):
     assert (trained.drift_init > 0).all()
     metrics = pd.read_parquet(study / "metrics")
     assert metrics[metrics.split == "test"].acc.between(0, 1).all()
+
+
+def test_grokking_study_tables(tiny_results):
+    workdir, _ = tiny_results
+    study = workdir / "results" / "tiny-grok"
+    obs = pd.read_parquet(study / "observables")
+    names = set(obs.observable)
+    assert {"weight_norm", "weight_delta_norm", "weight_delta_rel", "weight_init_distance", "grad_norm",
+            "grad_cosine_neurons", "update_cosine", "hidden_grad_norm", "feature_diversity",
+            "weight_effective_rank", "fourier_purity", "fourier_frequencies", "gram_diag",
+            "gram_offdiag"} <= names
+    init = obs[(obs.observable == "weight_init_distance") & (obs.step == 0)]
+    assert (init.value == 0).all()
+    stages = pd.read_parquet(study / "stages.parquet")
+    assert set(stages.stage) <= {"lazy", "independent", "interactive", "converged"}
+    assert len(pd.read_parquet(study / "grokking.parquet")) == 4
+    scaling = pd.read_parquet(study / "scaling.parquet")
+    assert sorted(scaling.M.unique()) == [5, 7] and scaling.generalisation_rate.between(0, 1).all()
+    assert {"stages.png", "dynamics.png", "scaling.png"} <= set(os.listdir(study / "figures"))
 
 
 def test_values_match_recomputation(tiny_results):

@@ -233,9 +233,12 @@ def _check_run(run: Run, at: tuple, known_observables: dict) -> None:
             if missing:
                 raise ConfigError(f"config key '{_path(at + (key,))}': '{name}' needs the observable "
                                   f"families {missing} in '{_path(at + ('observables',))}'")
-    if "regimes" in (cfg.get("figures") or []) and "regimes" not in (cfg.get("analyses") or []):
-        raise ConfigError(f"config key '{_path(at + ('figures',))}': the 'regimes' figure needs "
-                          f"'regimes' in '{_path(at + ('analyses',))}'")
+    for (key, name), needed in NEEDS_ANALYSIS.items():
+        if name in (cfg.get(key) or []) and needed not in (cfg.get("analyses") or []):
+            raise ConfigError(f"config key '{_path(at + (key,))}': '{name}' needs '{needed}' in "
+                              f"'{_path(at + ('analyses',))}'")
+    if "scaling" in (cfg.get("analyses") or []) and cfg["task"]["name"] != "modadd":
+        raise ConfigError(f"config key '{_path(at + ('analyses',))}': 'scaling' needs the modadd task")
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
         from .models import model_layer_names
@@ -248,4 +251,8 @@ def _check_run(run: Run, at: tuple, known_observables: dict) -> None:
 # What each analysis or figure reads besides the training metrics.
 REQUIRES = {"phases": ["nonlinearity"], "loss_neurons": ["nonlinearity"], "linreg": ["linreg"],
             "axes": ["nonlinearity"], "regimes": ["spectral"], "spectrum": ["spectral"],
-            "cumulative": ["spectral"], "effective_dim": ["spectral"]}
+            "cumulative": ["spectral"], "effective_dim": ["spectral"], "stages": ["weights", "gradients"],
+            "dynamics": ["weights", "gradients"]}
+# Analyses and figures that read another analysis' table.
+NEEDS_ANALYSIS = {("analyses", "scaling"): "grokking", ("figures", "stages"): "stages",
+                  ("figures", "scaling"): "scaling", ("figures", "regimes"): "regimes"}

@@ -57,13 +57,81 @@ class MLP(nn.Module):
         return self.forward_features(x)[0]
 
 
+class ModularNet(nn.Module):
+    """The grokking notes' net: shared embedding of a and b, concatenated, Linear, ReLU, Linear."""
+
+    hidden_names = ["h1"]
+
+    def __init__(self, classes: int, width: int, activation: str = "relu", bias: bool = True):
+        super().__init__()
+        self.embed = nn.Embedding(classes, width)
+        self.hidden = nn.ModuleList([nn.Linear(2 * width, width, bias=bias)])
+        self.readout = nn.Linear(width, classes, bias=bias)
+        self.activation = activation
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.embed(x[:, 0]), self.embed(x[:, 1])], dim=1)
+
+    def forward_features(self, x):
+        inputs = self.encode(x)
+        pre = self.hidden[0](inputs)
+        post = ACTIVATIONS[self.activation](pre)
+        return self.readout(post), Features(inputs, {"h1": pre}, {"h1": post})
+
+    def forward(self, x):
+        return self.forward_features(x)[0]
+
+    def input_weights(self) -> torch.Tensor:
+        """Each hidden neuron's effective weights on one-hot a and b: (K, 2, M)."""
+        w = self.hidden[0].weight  # (K, 2·width)
+        width = self.embed.weight.shape[1]
+        e = self.embed.weight.T  # (width, M)
+        return torch.stack([w[:, :width] @ e, w[:, width:] @ e], dim=1)
+
+
+class OneHotNet(nn.Module):
+    """Tian (2025)'s net: one-hot a ⊕ one-hot b (2M inputs), K hidden units, σ(x) = x², no biases."""
+
+    hidden_names = ["h1"]
+
+    def __init__(self, classes: int, width: int, activation: str = "square", bias: bool = False):
+        super().__init__()
+        self.classes = classes
+        self.hidden = nn.ModuleList([nn.Linear(2 * classes, width, bias=bias)])
+        self.readout = nn.Linear(width, classes, bias=bias)
+        self.activation = activation
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.classes
+        return torch.cat([nn.functional.one_hot(x[:, 0], m), nn.functional.one_hot(x[:, 1], m)], 1).float()
+
+    forward_features = ModularNet.forward_features
+    forward = ModularNet.forward
+
+    def input_weights(self) -> torch.Tensor:
+        w = self.hidden[0].weight
+        return torch.stack([w[:, :self.classes], w[:, self.classes:]], dim=1)
+
+
 def build_model(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
     if cfg["name"] == "mlp":
         return MLP(in_dim, out_dim, cfg["width"], cfg["depth"], cfg.get("activation", "relu"),
                    cfg.get("bias", True))
+    if cfg["name"] == "modnet":
+        return ModularNet(out_dim, cfg["width"], cfg.get("activation", "relu"), cfg.get("bias", True))
+    if cfg["name"] == "onehot":
+        return OneHotNet(out_dim, cfg["width"], cfg.get("activation", "square"), cfg.get("bias", False))
     raise ValueError(f"unknown model '{cfg['name']}'")
 
 
 def model_layer_names(cfg: dict) -> list[str]:
     """Names of the hidden layers a model config will have, without building it."""
-    return [f"h{i + 1}" for i in range(cfg["depth"])]
+    return [f"h{i + 1}" for i in range(cfg.get("depth", 1))] if cfg["name"] == "mlp" else ["h1"]
+
+
+def layer_of_parameter(name: str) -> str:
+    """'hidden.0.weight' -> 'h1', 'readout.weight' -> 'out', 'embed.weight' -> 'embed'."""
+    parts = name.split(".")
+    if parts[0] == "hidden":
+        return f"h{int(parts[1]) + 1}"
+    return {"readout": "out"}.get(parts[0], parts[0])

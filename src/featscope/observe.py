@@ -28,6 +28,15 @@ class Snapshot:
     features: Features  # tensors (T, n, ...)
     output: torch.Tensor  # (T, n, out)
     target: torch.Tensor  # (n, out) or (n,)
+    bundle: dict = None  # the run's checkpoint bundle (model config, loss, all steps)
+    data: dict = None
+    split: str = "train"
+
+    def model_at(self, i: int):
+        """A live model holding the parameters of checkpoint i of this chunk."""
+        model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
+        model.load_state_dict({k: v[i] for k, v in self.params.items()})
+        return model
 
 
 def long_rows(steps, observable: str, values, layer: str | None = None) -> pd.DataFrame:
@@ -53,22 +62,23 @@ class _FeaturesView(torch.nn.Module):
 
     def forward(self, x):
         out, feats = self.m.forward_features(x)
-        return out, feats.pre, feats.post
+        return out, feats.inputs, feats.pre, feats.post
 
 
 def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int = 64):
     """Yield `Snapshot`s over a checkpoint bundle, `chunk` checkpoints at a time."""
     view = _FeaturesView(build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"]))
-    x = torch.as_tensor(data[f"x_{split}"]).float()
+    x = torch.as_tensor(data[f"x_{split}"])
+    x = x.float() if x.is_floating_point() else x.long()
     target = torch.as_tensor(data[f"y_{split}"])
     batched = vmap(lambda p: functional_call(view, {f"m.{k}": v for k, v in p.items()}, (x,)))
     steps = bundle["steps"].numpy()
     for lo in range(0, len(steps), chunk):
         params = {k: v[lo:lo + chunk].float() for k, v in bundle["params"].items()}
         with torch.no_grad():
-            out, pre, post = batched(params)
-        inputs = x.expand(len(out), *x.shape)
-        yield Snapshot(steps[lo:lo + chunk], params, Features(inputs, pre, post), out, target)
+            out, inputs, pre, post = batched(params)
+        yield Snapshot(steps[lo:lo + chunk], params, Features(inputs, pre, post), out, target,
+                       bundle, data, split)
 
 
 def observe_run(run_id: str, family: str, bundle: dict, data: dict, params: dict | None = None) -> pd.DataFrame:

@@ -99,6 +99,29 @@ def phases_job(metric_paths, nonlinearity_paths, params: dict, out) -> None:
     io.write_parquet(phase_table(metrics, counts, **params), out)
 
 
+def stages_job(metric_paths, weights_paths, gradients_paths, rules: dict, out) -> None:
+    from .stages import stage_table
+
+    metrics = read_frames(metric_paths, columns=["run", "step", "split", "acc"])
+    scalar = pads.field("k").is_null()
+    weights = read_frames(weights_paths, filters=scalar & (pads.field("observable") == "weight_delta_rel"))
+    gradients = read_frames(gradients_paths, filters=scalar & (pads.field("observable") == "grad_norm"))
+    io.write_parquet(stage_table(metrics, weights, gradients, **rules), out)
+
+
+def grokking_job(metric_paths, out) -> None:
+    from .stages import grokking_table
+
+    metrics = read_frames(metric_paths, columns=["run", "step", "epoch", "split", "acc"])
+    io.write_parquet(grokking_table(metrics), out)
+
+
+def scaling_job(runs_path, grokking_path, out) -> None:
+    from .stages import scaling_table
+
+    io.write_parquet(scaling_table(io.read_parquet(runs_path), io.read_parquet(grokking_path)), out)
+
+
 def regimes_job(runs_path, spectral_paths, rules: dict, out) -> None:
     from .regimes import regime_table
 
@@ -114,6 +137,12 @@ def plot_job(figure: str, study: str, paths: dict, out, axes: dict | None = None
 
     SPECTRAL_FIGURES = {"spectrum": plots.spectrum, "cumulative": plots.cumulative,
                         "effective_dim": plots.effective_dim, "regimes": plots.regime_map}
+    if figure in ("stages", "dynamics", "scaling"):
+        from . import grokking_plots
+
+        fig = grokking_plots.figure(figure, study, paths, read_frames)
+        plots.save(fig, out)
+        return
 
     runs = io.read_parquet(paths["runs"])
     phases = io.read_parquet(paths["phases"]) if paths.get("phases") else None

@@ -61,8 +61,27 @@ def _with_random_labels(data: dict, cfg: dict) -> dict:
     return data
 
 
+def modadd(cfg: dict) -> dict:
+    """(a + b) mod M over all M² pairs; a seeded split keeps `train_fraction` for training.
+
+    Inputs are integer pairs (n, 2); the models embed or one-hot encode them.
+    """
+    m = cfg["M"]
+    a, b = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    x = np.stack([a.ravel(), b.ravel()], axis=1).astype(np.int64)
+    y = (x.sum(axis=1) % m).astype(np.int64)
+    order = np.random.default_rng([cfg["seed"], m]).permutation(len(x))
+    n_train = int(round(cfg["train_fraction"] * len(x)))
+    return _split(x[order], y[order], n_train)
+
+
 TASKS = {"sin2": (sin2, "regression"), "fn1d": (fn1d, "regression"),
-         "mnist1d": (mnist1d, "classification")}
+         "mnist1d": (mnist1d, "classification"), "modadd": (modadd, "classification")}
+
+
+def task_outputs(cfg: dict) -> int:
+    """Output dimension a model needs: classes, or regression targets."""
+    return {"mnist1d": 10, "modadd": cfg.get("M", 0)}.get(cfg["name"], 1)
 
 
 def task_kind(name: str) -> str:

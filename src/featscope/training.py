@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from . import schedules
 from .config import fingerprint
 from .models import build_model
-from .tasks import task_kind
+from .tasks import task_kind, task_outputs
 
 CHECKPOINT_FORMAT = "featscope.checkpoints/1"
 
@@ -53,11 +54,21 @@ class RunResult:
     info: dict = field(default_factory=dict)
 
 
+def zero_mean_mse(out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Tian (2025)'s loss ½‖P⊥₁(Y − Ŷ)‖², averaged over samples: the residual's mean over
+    classes is projected out, so only the logits' differences matter."""
+    resid = nn.functional.one_hot(labels, out.shape[1]).to(out.dtype) - out
+    resid = resid - resid.mean(dim=1, keepdim=True)
+    return 0.5 * resid.pow(2).sum(dim=1).mean()
+
+
 def loss_fn(kind: str, name: str):
     if name == "mse":
         return lambda out, y: F.mse_loss(out, y)
     if name == "cross_entropy":
         return lambda out, y: F.cross_entropy(out, y)
+    if name == "zero_mean_mse":
+        return zero_mean_mse
     raise ValueError(f"unknown loss '{name}' for a {kind} task")
 
 
@@ -97,7 +108,8 @@ def _tensors(data: dict, device, kind: str):
     out = {}
     for key, arr in data.items():
         t = torch.as_tensor(arr)
-        out[key] = t.long() if (kind == "classification" and key.startswith("y")) else t.float()
+        integer = not t.is_floating_point()  # labels, and token inputs such as (a, b) pairs
+        out[key] = t.long() if integer else t.float()
         out[key] = out[key].to(device)
     return out
 
@@ -123,7 +135,7 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
     kind = task_kind(cfg["task"]["name"])
     tensors = _tensors(data, device, kind)
     x, y = tensors["x_train"], tensors["y_train"]
-    out_dim = y.shape[1] if kind == "regression" else int(cfg["task"].get("classes") or y.max() + 1)
+    out_dim = y.shape[1] if kind == "regression" else task_outputs(cfg["task"])
 
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], x.shape[1], out_dim).to(device)
@@ -131,6 +143,7 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup(cfg["optim"].get("warmup_steps", 0)))
     criterion = loss_fn(kind, cfg["train"]["loss"])
     total = cfg["train"]["steps"]
+    eval_every = cfg["train"].get("eval_every", 1)
     is_checkpoint = schedules.from_config(cfg["schedule"], total)
     batch = cfg["optim"].get("batch_size") or len(x)
     ckpt_dtype = getattr(torch, cfg.get("checkpoint_dtype", "float32"))
@@ -160,10 +173,17 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         lr = opt.param_groups[0]["lr"]
         value = loss.item()
         epoch = step * batch / len(x)
-        st["rows"].append((step, epoch, "train", value,
-                           _accuracy(out, yb) if kind == "classification" else math.nan, lr))
-        if "x_test" in tensors:
-            st["rows"].append(_evaluate(model, tensors, criterion, kind, step, epoch, lr))
+        evaluate = step % eval_every == 0 or step == total or is_checkpoint(step)
+        if batch < len(x):  # the batch's loss, then the whole training set's at the same θ
+            st["rows"].append((step, epoch, "batch", value,
+                               _accuracy(out, yb) if kind == "classification" else math.nan, lr))
+            if evaluate:
+                st["rows"].append(_evaluate(model, tensors, criterion, kind, step, epoch, lr, "train"))
+        else:
+            st["rows"].append((step, epoch, "train", value,
+                               _accuracy(out, yb) if kind == "classification" else math.nan, lr))
+        if "x_test" in tensors and evaluate:
+            st["rows"].append(_evaluate(model, tensors, criterion, kind, step, epoch, lr, "test"))
         # A diverged step is kept as a checkpoint when its parameters are still finite.
         if (is_checkpoint(step) or not math.isfinite(value)) and _finite(model):
             st["saved_steps"].append(step)
@@ -188,6 +208,7 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         "steps": torch.tensor(st["saved_steps"], dtype=torch.int64),
         "params": {name: torch.stack(ts) for name, ts in st["saved"].items()},
         "model": cfg["model"], "in_dim": int(x.shape[1]), "out_dim": int(out_dim),
+        "loss": cfg["train"]["loss"], "task": cfg["task"]["name"],
     }
     info = {"run": run_id, "status": status, "steps_done": int(step), "outputs": int(out_dim),
             "diverged_at": int(step) if status == "diverged" else None,
@@ -232,8 +253,8 @@ def _restore(path, key, st, model, opt, sched) -> None:
 
 
 @torch.no_grad()
-def _evaluate(model, tensors, criterion, kind, step, epoch, lr):
-    out = model(tensors["x_test"])
-    y = tensors["y_test"]
+def _evaluate(model, tensors, criterion, kind, step, epoch, lr, split):
+    out = model(tensors[f"x_{split}"])
+    y = tensors[f"y_{split}"]
     acc = _accuracy(out, y) if kind == "classification" else math.nan
-    return (step, epoch, "test", criterion(out, y).item(), acc, lr)
+    return (step, epoch, split, criterion(out, y).item(), acc, lr)

@@ -2,6 +2,9 @@ localrules:
     runs_table,
     phases,
     regimes,
+    stages,
+    grokking,
+    scaling,
 
 
 rule runs_table:
@@ -46,3 +49,44 @@ rule regimes:
         "../../envs/featscope.yaml"
     script:
         "../scripts/regimes.py"
+
+
+rule stages:
+    """Grokking stage (lazy / independent / interactive / converged) per run and checkpoint."""
+    input:
+        metrics=lambda w: per_run(METRICS, w.study),
+        weights=lambda w: per_run(OBSERVABLES, w.study, family="weights"),
+        gradients=lambda w: per_run(OBSERVABLES, w.study, family="gradients"),
+    output:
+        STAGES,
+    params:
+        rules=lambda w: study_of(w)["stages"],
+    conda:
+        "../../envs/featscope.yaml"
+    script:
+        "../scripts/stages.py"
+
+
+rule grokking:
+    """Per run: when train and test accuracy are reached, and the grokking delay between them."""
+    input:
+        metrics=lambda w: per_run(METRICS, w.study),
+    output:
+        GROKKING,
+    conda:
+        "../../envs/featscope.yaml"
+    script:
+        "../scripts/grokking.py"
+
+
+rule scaling:
+    """Generalisation rate over M x training fraction, critical fractions, n_crit = c M ln M fit."""
+    input:
+        runs=RUNS_TABLE,
+        grokking=GROKKING,
+    output:
+        SCALING,
+    conda:
+        "../../envs/featscope.yaml"
+    script:
+        "../scripts/scaling.py"

@@ -38,6 +38,9 @@ OBSERVABLES = f"{R}/{{study}}/observables/family={{family}}/{{run}}.parquet"
 RUNS_TABLE = f"{R}/{{study}}/runs.parquet"
 PHASES = f"{R}/{{study}}/phases.parquet"
 REGIMES = f"{R}/{{study}}/regimes.parquet"
+STAGES = f"{R}/{{study}}/stages.parquet"
+GROKKING = f"{R}/{{study}}/grokking.parquet"
+SCALING = f"{R}/{{study}}/scaling.parquet"
 FIGURE = f"{R}/{{study}}/figures/{{figure}}.png"
 LOGS = f"{R}/{{study}}/logs"
 
@@ -86,7 +89,8 @@ def figures_of(study):
 
 def analysis_outputs(study):
     """Analysis name -> its table, for the analyses the study asks for."""
-    tables = {"phases": PHASES, "regimes": REGIMES}
+    tables = {"phases": PHASES, "regimes": REGIMES, "stages": STAGES, "grokking": GROKKING,
+              "scaling": SCALING}
     return {a: tables[a].format(study=study) for a in config["studies"][study]["analyses"]}
 
 

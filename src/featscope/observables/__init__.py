@@ -29,6 +29,10 @@ FAMILIES = {
                      "least-squares baselines of y on each layer's features"),
     "spectral": Family("spectral", 1, frozenset({"regression", "classification"}), families.spectral,
                        "kernel eigen-measures of the penultimate features (Nam et al.)"),
+    "weights": Family("weights", 1, frozenset({"regression", "classification"}), families.weights,
+                      "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)"),
+    "gradients": Family("gradients", 1, frozenset({"regression", "classification"}), families.gradients,
+                        "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)"),
 }
 
 

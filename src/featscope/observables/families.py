@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from . import dynamics as _dyn
 from . import linreg as _linreg
 from . import nonlinearity as _nl
 from . import spectral as _sp
@@ -65,3 +66,96 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     columns = ["step", "observable", "layer", "k", "value"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
+
+
+def _scalar_rows(step, layer, values: dict) -> list[tuple]:
+    return [(int(step), name, layer, None, float(v)) for name, v in values.items()]
+
+
+def _frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["step", "observable", "layer", "k", "value"])
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def weights(snap, params: dict, state: dict) -> pd.DataFrame:
+    """Per weight matrix: norm, change since the previous checkpoint and since init (absolute,
+    relative); update cosine between consecutive checkpoint deltas; for h1: feature diversity,
+    effective rank and, on modular models, Fourier purity per neuron and distinct frequencies."""
+    from ..models import layer_of_parameter
+
+    rows = []
+    names = [n for n, v in snap.params.items() if v.dim() >= 3]  # (T, out, in): weight matrices
+    for i, step in enumerate(snap.steps):
+        current = {n: snap.params[n][i].double() for n in names}
+        init = state.setdefault("init", current)
+        prev = state.get("prev", current)
+        for name, w in current.items():
+            layer = layer_of_parameter(name)
+            norm_prev, norm_init = prev[name].norm(), init[name].norm()
+            delta, dist = (w - prev[name]).norm(), (w - init[name]).norm()
+            rows += _scalar_rows(step, layer, {
+                "weight_norm": w.norm(), "weight_delta_norm": delta,
+                "weight_delta_rel": delta / norm_prev if norm_prev > 0 else float("nan"),
+                "weight_init_distance": dist,
+                "weight_init_rel": dist / norm_init if norm_init > 0 else float("nan")})
+        flat = torch.cat([w.flatten() for w in current.values()])
+        if "prev_flat" in state and "prev_update" in state:
+            rows += _scalar_rows(step, None, {"update_cosine": _dyn.cosine(flat - state["prev_flat"],
+                                                                           state["prev_update"])})
+        if "prev_flat" in state:
+            state["prev_update"] = flat - state["prev_flat"]
+        state["prev_flat"], state["prev"] = flat, current
+        rows += _neuron_rows(snap, i, step, params)
+    return _frame(rows)
+
+
+def _neuron_rows(snap, i, step, params) -> list[tuple]:
+    w1 = snap.params["hidden.0.weight"][i]
+    rows = _scalar_rows(step, "h1", {"feature_diversity": _dyn.feature_diversity(w1),
+                                     "weight_effective_rank": _dyn.effective_rank(w1)})
+    model = snap.model_at(i)
+    if hasattr(model, "input_weights"):
+        with torch.no_grad():
+            w_in = model.input_weights()
+        purity, _ = _dyn.fourier_purity(w_in)
+        rows += [(int(step), "fourier_purity", "h1", j, float(p)) for j, p in enumerate(purity)]
+        rows += _scalar_rows(step, "h1", {"fourier_frequencies": _dyn.distinct_frequencies(
+            w_in, params.get("min_purity", 0.5))})
+    return rows
+
+
+def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
+    """Full-batch gradient observables on the evaluation split, per checkpoint (loss without
+    weight decay): total and per-layer gradient norm, mean pairwise cosine of h1 neurons'
+    gradient rows, ‖G_F‖ per hidden layer, and the Gram statistics of the centred features."""
+    from ..models import layer_of_parameter
+    from ..tasks import task_kind
+    from ..training import loss_fn
+
+    bundle = snap.bundle
+    criterion = loss_fn(task_kind(bundle["task"]), bundle["loss"])
+    x = torch.as_tensor(snap.data[f"x_{snap.split}"])
+    x = x.float() if x.is_floating_point() else x.long()
+    y = torch.as_tensor(snap.data[f"y_{snap.split}"])
+    y = y.float() if y.is_floating_point() else y.long()
+    rows = []
+    for i, step in enumerate(snap.steps):
+        model = snap.model_at(i)
+        out, feats = model.forward_features(x)
+        for h in feats.post.values():
+            h.retain_grad()
+        criterion(out, y).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        total = torch.sqrt(sum(g.double().pow(2).sum() for g in grads.values()))
+        rows += _scalar_rows(step, None, {"grad_norm": total})
+        for name, g in grads.items():
+            if g.dim() >= 2:
+                rows += _scalar_rows(step, layer_of_parameter(name), {"grad_norm": g.double().norm()})
+        rows += _scalar_rows(step, "h1", {"grad_cosine_neurons":
+                                          _dyn.mean_pairwise_cosine(model.hidden[0].weight.grad)})
+        for layer, h in feats.post.items():
+            diag, off = _dyn.gram_statistics(h.detach())
+            rows += _scalar_rows(step, layer, {"hidden_grad_norm": h.grad.double().norm(),
+                                               "gram_diag": diag, "gram_offdiag": off})
+    return _frame(rows)

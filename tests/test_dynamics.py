@@ -1,0 +1,75 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from featscope.models import OneHotNet, ModularNet
+from featscope.observables import dynamics as dyn
+from featscope.training import zero_mean_mse
+
+
+def test_pairwise_cosine_matches_loop():
+    rows = torch.randn(6, 9)
+    rows[2] = 0  # a zero row has no direction and is skipped
+    live = [r for r in rows.double() if r.norm() > 0]
+    cos = [float(a @ b / (a.norm() * b.norm())) for i, a in enumerate(live) for j, b in enumerate(live) if i != j]
+    assert dyn.mean_pairwise_cosine(rows) == pytest.approx(np.mean(cos))
+    assert dyn.feature_diversity(rows) == pytest.approx(1 - np.mean(np.abs(cos)))
+
+
+def test_diversity_extremes():
+    same = torch.ones(5, 3)
+    assert dyn.feature_diversity(same) == pytest.approx(0.0)
+    assert dyn.feature_diversity(torch.eye(4)) == pytest.approx(1.0)
+
+
+def test_effective_rank_of_isotropic_and_rank_one():
+    assert dyn.effective_rank(torch.eye(7)) == pytest.approx(7.0)
+    assert dyn.effective_rank(torch.outer(torch.randn(5), torch.randn(4))) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("m", [11, 12])
+def test_fourier_purity_of_pure_and_mixed_neurons(m):
+    z = torch.arange(m, dtype=torch.float64)
+    pure = torch.stack([torch.cos(2 * math.pi * 3 * z / m), torch.sin(2 * math.pi * 3 * z / m + 1.0)])
+    mixed = torch.stack([torch.cos(2 * math.pi * 1 * z / m) + torch.cos(2 * math.pi * 2 * z / m),
+                         torch.zeros(m)])
+    purity, freq = dyn.fourier_purity(torch.stack([pure, mixed]))
+    assert purity[0] == pytest.approx(1.0) and freq[0] == 3
+    assert purity[1] == pytest.approx(0.5) and freq[1] in (1, 2)
+    # Brute-force twin: DFT energy by explicit sums, f and M-f together.
+    w = mixed[0].numpy()
+    energy = [abs(sum(w[t] * np.exp(-2j * np.pi * f * t / m) for t in range(m))) ** 2 for f in range(m)]
+    share1 = (energy[1] + energy[m - 1]) / sum(energy)
+    assert dyn.fourier_energy(mixed[None])[0, 1] / dyn.fourier_energy(mixed[None])[0].sum() == pytest.approx(share1)
+    assert dyn.distinct_frequencies(torch.stack([pure, pure, mixed]), min_purity=0.9) == 1
+
+
+def test_gram_statistics_match_numpy():
+    f = torch.randn(40, 5)
+    c = f.double().numpy() - f.double().numpy().mean(0)
+    g = c.T @ c / 40
+    diag, off = dyn.gram_statistics(f)
+    assert diag == pytest.approx(np.diag(g).mean())
+    assert off == pytest.approx((g.sum() - np.trace(g)) / 20)
+
+
+def test_zero_mean_mse_matches_definition():
+    out = torch.randn(6, 5)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    y = torch.nn.functional.one_hot(labels, 5).double()
+    proj = torch.eye(5, dtype=torch.float64) - 1 / 5  # P⊥1
+    expected = 0.5 * ((y - out.double()) @ proj).pow(2).sum(1).mean()
+    assert zero_mean_mse(out, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert zero_mean_mse(out + 3.0, labels).item() == pytest.approx(zero_mean_mse(out, labels).item(), rel=1e-5)
+
+
+def test_input_weights_are_the_effective_one_hot_weights():
+    for model in (ModularNet(7, 4), OneHotNet(7, 4)):
+        x = torch.tensor([[2, 5]])
+        pre = model.forward_features(x)[1].pre["h1"][0]
+        w = model.input_weights()
+        bias = model.hidden[0].bias if model.hidden[0].bias is not None else 0
+        assert torch.allclose(pre, w[:, 0, 2] + w[:, 1, 5] + bias, atol=1e-6)
