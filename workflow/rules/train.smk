@@ -3,7 +3,9 @@ rule train:
     input:
         data=lambda w: DATA.format(dataset=run_of(w).dataset_id),
     output:
-        checkpoints=CHECKPOINTS,
+        # keep_checkpoints: false deletes them once every observe job has read them
+        # (smaller disk; bumping an observable then retrains).
+        checkpoints=CHECKPOINTS if config["keep_checkpoints"] else temp(CHECKPOINTS),
         metrics=METRICS,
         info=RUN_INFO,
     params:
