@@ -47,6 +47,7 @@ class MLP(nn.Module):
 
     def forward_features(self, x: torch.Tensor):
         act = ACTIVATIONS[self.activation]
+        x = x.flatten(1)  # images go in as vectors
         pre, post, h = {}, {}, x
         for name, layer in zip(self.hidden_names, self.hidden):
             pre[name] = layer(h)
@@ -121,6 +122,15 @@ def build_model(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
         return ModularNet(out_dim, cfg["width"], cfg.get("activation", "relu"), cfg.get("bias", True))
     if cfg["name"] == "onehot":
         return OneHotNet(out_dim, cfg["width"], cfg.get("activation", "square"), cfg.get("bias", False))
+    if cfg["name"] in ("cnn", "vgg16", "resnet18"):
+        from . import vision
+
+        channels, bn = in_dim, cfg.get("batch_norm", False)
+        if cfg["name"] == "cnn":
+            return vision.SmallCNN(channels, out_dim, cfg["width"], bn)
+        if cfg["name"] == "vgg16":
+            return vision.VGG(channels, out_dim, cfg["width"], bn)
+        return vision.ResNet18(channels, out_dim, bn)
     raise ValueError(f"unknown model '{cfg['name']}'")
 
 
@@ -130,8 +140,10 @@ def model_layer_names(cfg: dict) -> list[str]:
 
 
 def layer_of_parameter(name: str) -> str:
-    """'hidden.0.weight' -> 'h1', 'readout.weight' -> 'out', 'embed.weight' -> 'embed'."""
+    """'hidden.0.weight' -> 'h1', 'readout.weight' -> 'out', 'body.3.weight' -> 'body.3'."""
     parts = name.split(".")
     if parts[0] == "hidden":
         return f"h{int(parts[1]) + 1}"
-    return {"readout": "out"}.get(parts[0], parts[0])
+    if parts[0] == "readout":
+        return "out"
+    return ".".join(parts[:-1])

@@ -36,7 +36,7 @@ class Snapshot:
         """A live model holding the parameters of checkpoint i of this chunk."""
         model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
         model.load_state_dict({k: v[i] for k, v in self.params.items()})
-        return model
+        return model.eval()
 
 
 def long_rows(steps, observable: str, values, layer: str | None = None) -> pd.DataFrame:
@@ -67,14 +67,15 @@ class _FeaturesView(torch.nn.Module):
 
 def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int = 64):
     """Yield `Snapshot`s over a checkpoint bundle, `chunk` checkpoints at a time."""
-    view = _FeaturesView(build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"]))
+    view = _FeaturesView(build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"])).eval()
     x = torch.as_tensor(data[f"x_{split}"])
     x = x.float() if x.is_floating_point() else x.long()
     target = torch.as_tensor(data[f"y_{split}"])
     batched = vmap(lambda p: functional_call(view, {f"m.{k}": v for k, v in p.items()}, (x,)))
     steps = bundle["steps"].numpy()
     for lo in range(0, len(steps), chunk):
-        params = {k: v[lo:lo + chunk].float() for k, v in bundle["params"].items()}
+        params = {k: (v[lo:lo + chunk].float() if v.is_floating_point() else v[lo:lo + chunk])
+                  for k, v in bundle["params"].items()}
         with torch.no_grad():
             out, inputs, pre, post = batched(params)
         yield Snapshot(steps[lo:lo + chunk], params, Features(inputs, pre, post), out, target,

@@ -53,6 +53,22 @@ def mnist1d(cfg: dict) -> dict:
     return _with_random_labels(data, cfg)
 
 
+def images(cfg: dict) -> dict:
+    """MNIST or CIFAR-10, downloaded once (checksums verified), then a seeded subset."""
+    from .downloads import load_cifar10, load_mnist
+
+    full = load_mnist() if cfg["name"] == "mnist" else load_cifar10()
+    rng = np.random.default_rng(cfg["seed"])
+    data = {}
+    for split, n in (("train", cfg["n_train"]), ("test", cfg["n_test"])):
+        x, y = full[f"x_{split}"], full[f"y_{split}"]
+        if n > len(x):
+            raise ValueError(f"task {cfg['name']}: n_{split} = {n} but the dataset has {len(x)} samples")
+        pick = np.sort(rng.permutation(len(x))[:n])
+        data[f"x_{split}"], data[f"y_{split}"] = x[pick], y[pick]
+    return _with_random_labels(data, cfg)
+
+
 def _with_random_labels(data: dict, cfg: dict) -> dict:
     """Replace the training labels by a seeded permutation of themselves (memorisation control)."""
     if cfg.get("random_labels"):
@@ -76,12 +92,13 @@ def modadd(cfg: dict) -> dict:
 
 
 TASKS = {"sin2": (sin2, "regression"), "fn1d": (fn1d, "regression"),
-         "mnist1d": (mnist1d, "classification"), "modadd": (modadd, "classification")}
+         "mnist1d": (mnist1d, "classification"), "modadd": (modadd, "classification"),
+         "mnist": (images, "classification"), "cifar10": (images, "classification")}
 
 
 def task_outputs(cfg: dict) -> int:
     """Output dimension a model needs: classes, or regression targets."""
-    return {"mnist1d": 10, "modadd": cfg.get("M", 0)}.get(cfg["name"], 1)
+    return {"mnist1d": 10, "mnist": 10, "cifar10": 10, "modadd": cfg.get("M", 0)}.get(cfg["name"], 1)
 
 
 def task_kind(name: str) -> str:

@@ -138,8 +138,9 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
     out_dim = y.shape[1] if kind == "regression" else task_outputs(cfg["task"])
 
     torch.manual_seed(cfg["seed"])
-    model = build_model(cfg["model"], x.shape[1], out_dim).to(device)
+    model = build_model(cfg["model"], _in_dim(x, cfg["model"]["name"]), out_dim).to(device)
     opt = _optimizer(cfg["optim"], _trainable(model, cfg["optim"].get("train", "all")))
+    _training_mode(model, cfg["optim"].get("train", "all"))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup(cfg["optim"].get("warmup_steps", 0)))
     criterion = loss_fn(kind, cfg["train"]["loss"])
     total = cfg["train"]["steps"]
@@ -150,7 +151,7 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
 
     # Everything that evolves during training; saved whole for resumption.
     st = {"step": 0, "order": torch.arange(len(x)), "shuffle": torch.Generator().manual_seed(cfg["seed"]),
-          "saved_steps": [], "saved": {name: [] for name, _ in model.named_parameters()}, "rows": [],
+          "saved_steps": [], "saved": {name: [] for name in model.state_dict()}, "rows": [],
           "elapsed": 0.0}
     key = fingerprint(cfg)
     if resume_path is not None:
@@ -187,8 +188,9 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         # A diverged step is kept as a checkpoint when its parameters are still finite.
         if (is_checkpoint(step) or not math.isfinite(value)) and _finite(model):
             st["saved_steps"].append(step)
-            for name, p in model.named_parameters():
-                st["saved"][name].append(p.detach().to("cpu", ckpt_dtype, copy=True))
+            for name, t in model.state_dict().items():  # parameters and batch-norm buffers
+                dtype = ckpt_dtype if t.is_floating_point() else t.dtype
+                st["saved"][name].append(t.detach().to("cpu", dtype, copy=True))
         if not math.isfinite(value):
             status = "diverged"
             break
@@ -207,13 +209,19 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         "format": CHECKPOINT_FORMAT,
         "steps": torch.tensor(st["saved_steps"], dtype=torch.int64),
         "params": {name: torch.stack(ts) for name, ts in st["saved"].items()},
-        "model": cfg["model"], "in_dim": int(x.shape[1]), "out_dim": int(out_dim),
+        "model": cfg["model"], "in_dim": _in_dim(x, cfg["model"]["name"]), "out_dim": int(out_dim),
         "loss": cfg["train"]["loss"], "task": cfg["task"]["name"],
     }
     info = {"run": run_id, "status": status, "steps_done": int(step), "outputs": int(out_dim),
             "diverged_at": int(step) if status == "diverged" else None,
             "wall_seconds": time.perf_counter() - start, "device": str(device), **versions()}
     return RunResult(run_id, bundle, metrics, info)
+
+
+def _in_dim(x: torch.Tensor, model: str) -> int:
+    """Input size a model needs: an MLP sees each sample as a vector (C·H·W for an image),
+    a convolutional net needs the channels."""
+    return int(x[0].numel()) if model == "mlp" or x.dim() == 2 else int(x.shape[1])
 
 
 def _finite(model) -> bool:
@@ -252,9 +260,22 @@ def _restore(path, key, st, model, opt, sched) -> None:
         st[k] = saved[k]
 
 
+def _training_mode(model, which: str) -> None:
+    """Train mode, except that frozen features also keep their batch-norm statistics frozen."""
+    if which == "readout":
+        model.eval()
+        model.readout.train()
+    else:
+        model.train()
+
+
 @torch.no_grad()
 def _evaluate(model, tensors, criterion, kind, step, epoch, lr, split):
+    mode = {m: m.training for m in model.modules()}
+    model.eval()  # batch norm: use running statistics and leave them untouched
     out = model(tensors[f"x_{split}"])
+    for m, training in mode.items():
+        m.train(training)
     y = tensors[f"y_{split}"]
     acc = _accuracy(out, y) if kind == "classification" else math.nan
     return (step, epoch, split, criterion(out, y).item(), acc, lr)

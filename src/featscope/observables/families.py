@@ -111,6 +111,8 @@ def weights(snap, params: dict, state: dict) -> pd.DataFrame:
 
 
 def _neuron_rows(snap, i, step, params) -> list[tuple]:
+    if "hidden.0.weight" not in snap.params:  # no hidden fully connected layer (ResNet)
+        return []
     w1 = snap.params["hidden.0.weight"][i]
     rows = _scalar_rows(step, "h1", {"feature_diversity": _dyn.feature_diversity(w1),
                                      "weight_effective_rank": _dyn.effective_rank(w1)})
@@ -144,7 +146,8 @@ def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
         model = snap.model_at(i)
         out, feats = model.forward_features(x)
         for h in feats.post.values():
-            h.retain_grad()
+            if h.requires_grad:
+                h.retain_grad()
         criterion(out, y).backward()
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         total = torch.sqrt(sum(g.double().pow(2).sum() for g in grads.values()))
@@ -152,10 +155,12 @@ def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
         for name, g in grads.items():
             if g.dim() >= 2:
                 rows += _scalar_rows(step, layer_of_parameter(name), {"grad_norm": g.double().norm()})
-        rows += _scalar_rows(step, "h1", {"grad_cosine_neurons":
-                                          _dyn.mean_pairwise_cosine(model.hidden[0].weight.grad)})
+        if len(model.hidden):
+            rows += _scalar_rows(step, "h1", {"grad_cosine_neurons":
+                                              _dyn.mean_pairwise_cosine(model.hidden[0].weight.grad)})
         for layer, h in feats.post.items():
             diag, off = _dyn.gram_statistics(h.detach())
-            rows += _scalar_rows(step, layer, {"hidden_grad_norm": h.grad.double().norm(),
+            grad_f = h.grad.double().norm() if h.grad is not None else float("nan")
+            rows += _scalar_rows(step, layer, {"hidden_grad_norm": grad_f,
                                                "gram_diag": diag, "gram_offdiag": off})
     return _frame(rows)
