@@ -52,6 +52,13 @@ torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(10, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100),
                           torch.nn.ReLU(), torch.nn.Linear(100, 1))
 opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+for step in range(5):  # warm-up: lazy imports and first-call costs are not training
+    loss = torch.nn.functional.mse_loss(net(x), y)
+    opt.zero_grad(); loss.backward(); opt.step()
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(10, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100),
+                          torch.nn.ReLU(), torch.nn.Linear(100, 1))
+opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 t = time.perf_counter()
 for step in range(cfg["train"]["steps"]):
     loss = torch.nn.functional.mse_loss(net(x), y)
@@ -66,6 +73,7 @@ def featscope_train_seconds(path: str) -> dict:
     code = PRELUDE + f"""
 from featscope.training import train_one
 from featscope.io import save_torch
+train_one("warm-up", dict(cfg, train=dict(cfg["train"], steps=5)), data, progress=False)
 t = time.perf_counter()
 r = train_one("bench", cfg, data, progress=False)
 seconds = time.perf_counter() - t
@@ -80,6 +88,8 @@ def observe_seconds(family: str, path: str) -> dict:
 from featscope.observe import observe_run
 from featscope.io import load_torch
 bundle = load_torch({path!r})
+short = dict(bundle, steps=bundle["steps"][:2], params={{k: v[:2] for k, v in bundle["params"].items()}})
+observe_run("warm-up", {family!r}, short, data, {{}})
 t = time.perf_counter()
 frame = observe_run("bench", {family!r}, bundle, data, {{}})
 print(json.dumps({{"seconds": time.perf_counter() - t, "rows": len(frame),

@@ -84,6 +84,9 @@ TaskPlugin=task/none
 # No cgroups without systemd: memory limits are not enforced, only scheduled.
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
+# Reject jobs that can never run here (too many CPUs, too much memory) at submission
+# instead of leaving them pending forever.
+EnforcePartLimits=ALL
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -131,7 +134,13 @@ wait_idle() {
     while :; do
         state=$(sinfo -h -n "$host" -o %T 2>/dev/null | head -n1 || true)
         case $state in
-        idle | mixed | allocated) say "node $host is $state"; return 0 ;;
+        idle | mixed | allocated)
+            # The saved node state can read idle before slurmd has registered: run a job.
+            if timeout 20 srun --quiet -N1 -n1 -t 1 true 2>/dev/null; then
+                say "node $host is $state and runs jobs"
+                return 0
+            fi
+            ;;
         esac
         if [ $SECONDS -ge $deadline ]; then
             sinfo >&2 || true
