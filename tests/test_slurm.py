@@ -17,23 +17,11 @@ import pandas as pd
 import pytest
 import snakemake
 import yaml
+from tiny import sin2_study
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
-TINY = {
-    "studies": {
-        "tiny": {
-            "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 64},
-            "model": {"name": "mlp", "width": 8, "depth": 2},
-            "optim": {"name": "adam", "lr": 0.01},
-            "train": {"steps": 30, "loss": "mse"},
-            "schedule": {"every": 5},
-            "observables": {"nonlinearity": {}, "linreg": {}},
-            "analyses": ["phases"],
-            "seeds": [0, 1],
-        }
-    }
-}
+TINY = {"studies": {"tiny": sin2_study()}}
 
 TIMEOUT = int(os.environ.get("FEATSCOPE_SLURM_TIMEOUT", "900"))  # seconds for the Slurm run
 USABLE = {"idle", "mixed", "allocated", "completing"}

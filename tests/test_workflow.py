@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from tiny import sin2_study
 
 from featscope.io import load_torch
 from featscope.tasks import load_dataset
@@ -17,18 +18,7 @@ pytestmark = pytest.mark.workflow
 
 TINY = {
     "studies": {
-        "tiny": {
-            "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 64},
-            "model": {"name": "mlp", "width": 8, "depth": 2},
-            "optim": {"name": "adam", "lr": 0.01},
-            "train": {"steps": 30, "loss": "mse"},
-            "schedule": {"every": 5},
-            "observables": {"nonlinearity": {}, "linreg": {}},
-            "analyses": ["phases"],
-            "figures": ["loss_neurons", "linreg", "axes"],
-            "grid": {"optim.lr": [0.01, 0.003]},
-            "seeds": [0, 1],
-        },
+        "tiny": sin2_study(figures=["loss_neurons", "linreg", "axes"], grid={"optim.lr": [0.01, 0.003]}),
         "tiny-cls": {
             "task": {"name": "mnist1d", "n_train": 200, "n_test": 100},
             "model": {"name": "mlp", "width": 16, "depth": 1},

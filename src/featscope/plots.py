@@ -94,7 +94,12 @@ def linreg_baselines(runs, metrics, observables, phases, study):
     lin = lin.assign(curve="lin. regression on " + lin.layer.astype(str), loss=lin.value)
     both = pd.concat([train, lin[["run", "step", "loss", "curve"]]], ignore_index=True)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.lineplot(both, x="step", y="loss", hue="curve", estimator="median", errorbar=BAND, ax=ax)
+    # Colours as in the blog: training loss blue, the h2 baseline orange.
+    layers = sorted(set(lin.layer.astype(str)), key=lambda l: (l != "x", l))
+    order = ["training loss"] + [f"lin. regression on {l}" for l in reversed(layers)]
+    colors = ["C0", "C1", "C2", "C3", "C4", "C5"][:len(order)]
+    sns.lineplot(both, x="step", y="loss", hue="curve", hue_order=order, palette=dict(zip(order, colors)),
+                 estimator="median", errorbar=BAND, ax=ax)
     ax.set_yscale("log")
     ax.set_ylabel("MSE")
     shade_phases(ax, phases[phases.run.isin(ids)] if phases is not None else None)
