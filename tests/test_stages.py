@@ -68,3 +68,15 @@ def test_scaling_table_end_to_end():
     table = scaling_table(pd.DataFrame(runs), pd.DataFrame(grok))
     assert set(table.generalisation_rate) <= {0.0, 1.0}
     assert table.c.iloc[0] > 0 and np.isfinite(table.r2.iloc[0])
+
+
+def test_stage_table_labels_a_memorising_run():
+    """Train accuracy 1, test accuracy never rises: never interactive or converged."""
+    metrics = pd.DataFrame(grokking_run("m", 20, None), columns=["run", "step", "epoch", "split", "acc"])
+    steps = np.arange(0, 201, 10)
+    weights = pd.DataFrame({"run": "m", "step": steps, "observable": "weight_delta_rel", "layer": "h1",
+                            "value": np.where(steps < 30, 1e-6, 0.02)})
+    grads = pd.DataFrame({"run": "m", "step": steps, "observable": "grad_norm", "layer": None,
+                          "value": 1e-5})
+    labels = stage_table(metrics, weights, grads).stage
+    assert set(labels) == {"lazy", "independent"}

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -250,3 +251,19 @@ def test_damaged_checkpoint_is_named_moved_aside_and_rebuilt(tiny_results):
     rebuilt = snakemake(workdir, repo)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert torch.equal(load_torch(checkpoint)["params"]["hidden.0.weight"], good["params"]["hidden.0.weight"])
+
+
+def test_second_snakemake_on_the_same_directory_is_refused(tmp_path, repo):
+    write_config(tmp_path, {"studies": {"tiny": sin2_study()}})
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", os.path.join(repo, "Snakefile"),
+            "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    locks = tmp_path / ".snakemake" / "locks"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (locks.exists() and any(locks.iterdir())):
+        time.sleep(0.2)
+    second = subprocess.run(argv, capture_output=True, text=True)
+    assert second.returncode != 0
+    assert "cannot be locked" in second.stdout + second.stderr
+    assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]  # the first run was not disturbed
+    assert len(pd.read_parquet(tmp_path / "results" / "tiny" / "runs.parquet")) == 2
