@@ -31,7 +31,9 @@ BLOG = {
 
 def child(code: str) -> dict:
     """Run `code` in a fresh process (as a job would), return the JSON it prints + peak RSS."""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # One BLAS thread, as Snakemake gives a 1-thread job (it sets these for every job).
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     out = json.loads(done.stdout.strip().splitlines()[-1])
     return out
 

@@ -177,8 +177,13 @@ def check(config: dict, schema: dict, known_observables: dict) -> dict[str, list
         at = ("studies", name)
         _check_grid(study, at)
         runs = expand_runs(name, study)
+        validator = jsonschema.Draft202012Validator(study_schema)
+        checked = set()
         for run in runs:
-            for error in jsonschema.Draft202012Validator(study_schema).iter_errors(run.config):
+            if id(run.config) in checked:  # seeds of one grid point share its config
+                continue
+            checked.add(id(run.config))
+            for error in validator.iter_errors(run.config):
                 _raise_schema_error(error, at, note=f" (in grid point {run.id})")
             _check_run(run, at, known_observables)
         all_runs[name] = runs

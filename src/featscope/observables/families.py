@@ -32,7 +32,11 @@ def nonlinearity(snap, params: dict, state: dict) -> pd.DataFrame:
 def linreg(snap, params: dict, state: dict) -> pd.DataFrame:
     frames = []
     for layer, feats in snap.features.layers().items():
-        frames.append(_rows(snap.steps, "linreg_loss", _linreg.linreg_loss(feats, snap.target), layer))
+        if bool((feats == feats[:1]).all()):  # the same at every checkpoint (the inputs): fit once
+            loss = _linreg.linreg_loss(feats[0], snap.target).expand(len(feats))
+        else:
+            loss = _linreg.linreg_loss(feats, snap.target)
+        frames.append(_rows(snap.steps, "linreg_loss", loss, layer))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -54,8 +58,9 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
         feats = snap.features.layers()[layer][i]
         if not (torch.isfinite(feats).all() and torch.isfinite(snap.output[i]).all()):
             continue  # a diverged checkpoint has no spectrum
-        frame = _sp.spectral(feats, target, snap.output[i], landmarks)
-        basis = _sp.top_subspace(feats, top, landmarks)
+        eigen = _sp.eigensystem(feats, landmarks)  # once, for the measures and the drift
+        frame = _sp.measures(feats, *eigen, target, snap.output[i])
+        basis = _sp.top_subspace(feats, top, eigen=eigen)
         state.setdefault("init", basis)
         drift = {"drift_init": _sp.subspace_drift(state["init"], basis),
                  "drift_prev": _sp.subspace_drift(state.get("prev", basis), basis)}

@@ -133,7 +133,11 @@ def spectral(features, target, output, landmarks: int | None = None) -> pd.DataF
     arrays or tensors (one-hot targets for classification). ``k`` is null for
     scalar measures.
     """
-    rho, e = eigensystem(features, landmarks)
+    return measures(features, *eigensystem(features, landmarks), target, output)
+
+
+def measures(features, rho: np.ndarray, e: np.ndarray, target, output) -> pd.DataFrame:
+    """`spectral` from an already computed eigensystem (ρ, E) of `features`."""
     f_star, f_hat = _as_matrix(target), _as_matrix(output)
     quality, utility = _shares(f_star, e), _shares(f_hat, e)
     per_k = {"eigenvalue": rho, "quality": quality, "utility": utility,
@@ -148,9 +152,9 @@ def spectral(features, target, output, landmarks: int | None = None) -> pd.DataF
     return frame
 
 
-def top_subspace(features, m: int, landmarks: int | None = None) -> np.ndarray:
+def top_subspace(features, m: int, landmarks: int | None = None, eigen=None) -> np.ndarray:
     """Orthonormal n × m basis of the top-m eigenfunctions on the sample."""
-    _, e = eigensystem(features, landmarks)
+    _, e = eigen if eigen is not None else eigensystem(features, landmarks)
     return _orthonormal_basis(e[:, :m])
 
 
