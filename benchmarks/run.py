@@ -85,6 +85,22 @@ print(json.dumps({{"seconds": seconds, "rss_mb": resource.getrusage(resource.RUS
     return child(code)
 
 
+def packed_seconds(seeds: int) -> dict:
+    code = PRELUDE + f"""
+from featscope.packed import train_packed
+runs = [(f"s{{s}}", dict(cfg, seed=s)) for s in range({seeds})]
+train_packed(runs[:2], data)  # warm-up
+t = time.perf_counter()
+train_packed(runs, data)
+print(json.dumps({{"seconds": time.perf_counter() - t}}))
+"""
+    return child(code)
+
+
+# FLOPs of one training step of the blog MLP: forward 2·n·(10·100 + 100·100 + 100·1), backward ≈ 2×.
+STEP_FLOP = 3 * 2 * 500 * (10 * 100 + 100 * 100 + 100 * 1)
+
+
 def observe_seconds(family: str, path: str) -> dict:
     code = PRELUDE + f"""
 from featscope.observe import observe_run
@@ -147,6 +163,10 @@ def main() -> None:
         rows.append(("training, blog MLP, 1 seed: featscope / plain PyTorch loop (time)",
                      ours["seconds"] / plain["seconds"],
                      f"{steps / ours['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s"))
+        packed = packed_seconds(16)
+        rows.append(("training 16 seeds: packed aggregate steps/s / plain loop steps/s", 16 * plain["seconds"] / packed["seconds"],
+                     f"{16 * steps / packed['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s; "
+                     f"{16 * steps * STEP_FLOP / packed['seconds'] / 1e9:.1f} GFLOP/s"))
         for family in ("nonlinearity", "linreg", "spectral", "weights", "gradients"):
             obs = observe_seconds(family, ckpt)
             rows.append((f"observe {family} / train (time, default schedule)", obs["seconds"] / ours["seconds"],
