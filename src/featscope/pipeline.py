@@ -132,35 +132,32 @@ def regimes_job(runs_path, spectral_paths, rules: dict, out) -> None:
 
 
 def plot_job(figure: str, study: str, paths: dict, out, axes: dict | None = None) -> None:
-    """`axes` maps figure names axis-<label> to grid axes (dotted keys)."""
+    """Draw one figure of a study. `axes` maps figure names axis-<label> to grid axes."""
     from . import plots
 
-    SPECTRAL_FIGURES = {"spectrum": plots.spectrum, "cumulative": plots.cumulative,
-                        "effective_dim": plots.effective_dim, "regimes": plots.regime_map}
+    plots.save(_figure(figure, study, paths, axes or {}), out)
+
+
+def _figure(figure: str, study: str, paths: dict, axes: dict):
+    from . import grokking_plots, plots
+
     if figure in ("stages", "dynamics", "scaling"):
-        from . import grokking_plots
-
-        fig = grokking_plots.figure(figure, study, paths, read_frames)
-        plots.save(fig, out)
-        return
-
+        return grokking_plots.figure(figure, study, paths, read_frames)
     runs = io.read_parquet(paths["runs"])
-    phases = io.read_parquet(paths["phases"]) if paths.get("phases") else None
-    if figure in SPECTRAL_FIGURES:
+    spectral_figures = {"spectrum": plots.spectrum, "cumulative": plots.cumulative,
+                        "effective_dim": plots.effective_dim, "regimes": plots.regime_map}
+    if figure in spectral_figures:
         spectral = read_frames([p for p in paths["observables"] if "family=spectral" in str(p)])
         regimes = io.read_parquet(paths["regimes"]) if paths.get("regimes") else None
-        fig = SPECTRAL_FIGURES[figure](runs, spectral, regimes, study)
-        plots.save(fig, out)
-        return
+        return spectral_figures[figure](runs, spectral, regimes, study)
+    phases = io.read_parquet(paths["phases"]) if paths.get("phases") else None
     metrics = read_frames(paths["metrics"], columns=["run", "step", "split", "loss"])
     observables = read_frames(paths["observables"], filters=pads.field("observable").isin(
         ["nonlinear_neurons", "linreg_loss"]))
     if figure == "loss_neurons":
-        fig = plots.loss_and_neurons(runs, metrics, observables, phases, study)
-    elif figure == "linreg":
-        fig = plots.linreg_baselines(runs, metrics, observables, phases, study)
-    elif figure.startswith("axis-"):
-        fig = plots.axis_summary(runs, observables, phases, axes[figure], study, list(axes.values()))
-    else:
-        raise ValueError(f"unknown figure '{figure}'")
-    plots.save(fig, out)
+        return plots.loss_and_neurons(runs, metrics, observables, phases, study)
+    if figure == "linreg":
+        return plots.linreg_baselines(runs, metrics, observables, phases, study)
+    if figure.startswith("axis-"):
+        return plots.axis_summary(runs, observables, phases, axes[figure], study, list(axes.values()))
+    raise ValueError(f"unknown figure '{figure}'")
