@@ -36,13 +36,8 @@ def test_rank_deficient_equals_fit_on_distinct_columns():
     expected = numpy_baseline(base, y)
     got = linreg_loss(torch.from_numpy(f), torch.from_numpy(y.astype(np.float32))).item()
     assert np.isclose(got, expected, rtol=1e-5)
-    # torch's default float32 lstsq (gelsy on CPU) silently misses on this very input,
-    # which is why linreg_loss works in float64 through an SVD.
-    a = torch.cat([torch.from_numpy(f), torch.ones(500, 1)], 1)
-    yt = torch.from_numpy(y).float()[:, None]
-    naive = torch.linalg.lstsq(a, yt).solution
-    naive_mse = (a @ naive - yt).pow(2).mean().item()
-    assert abs(naive_mse - expected) / expected > 0.01
+    # (torch's default float32 lstsq, gelsy on CPU, misses on this input by 2 % to 35x on
+    # some calls and not on others; being nondeterministic, it is not asserted here.)
 
 
 def test_batched_and_multi_output():
