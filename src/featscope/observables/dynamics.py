@@ -10,12 +10,6 @@ import math
 import torch
 
 
-def frobenius(w: torch.Tensor) -> torch.Tensor:
-    """‖W‖_F over the trailing two dims (a 1-D tensor is a vector norm)."""
-    w = w.double()
-    return w.flatten(start_dim=-2 if w.dim() >= 2 else -1).norm(dim=-1) if w.dim() >= 2 else w.norm()
-
-
 def mean_pairwise_cosine(rows: torch.Tensor, absolute: bool = False) -> float:
     """Mean cosine similarity over distinct pairs of rows (zero rows excluded)."""
     rows = rows.double()
