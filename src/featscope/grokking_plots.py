@@ -77,7 +77,7 @@ def dynamics(runs, obs, study):
 
 def scaling(table, study):
     heat = table.pivot_table(index="M", columns="train_fraction", values="generalisation_rate")
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(heat)))
+    fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.55 * len(heat)))
     sns.heatmap(heat, cmap="viridis", vmin=0, vmax=1, annot=True, fmt=".2f", ax=ax,
                 cbar_kws={"label": "share of seeds that generalise"})
     fractions = heat.columns.to_numpy(float)
@@ -85,12 +85,12 @@ def scaling(table, study):
     # Axis positions: cell centres are 0.5, 1.5, ... ; interpolate fractions onto them.
     pos = lambda f: np.interp(f, fractions, np.arange(len(fractions)) + 0.5)  # noqa: E731
     rows = np.arange(len(heat)) + 0.5
-    ax.plot(pos(per_m.critical_fraction), rows, "wo", ms=7, label="measured critical fraction")
+    ax.plot(pos(per_m.critical_fraction), rows, "wo", ms=7, mec="k", label="measured critical fraction")
     c, r2 = table.c.iloc[0], table.r2.iloc[0]
     if np.isfinite(c):
         m = heat.index.to_numpy(float)
         ax.plot(pos(c * np.log(m) / m), rows, "r-", lw=2, label=f"fit n = c·M ln M, c = {c:.2f}, R² = {r2:.2f}")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=8)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.45, 0.0), fontsize=8, ncol=2)
     ax.set_title(f"{study}: generalisation over modulus M and training fraction", fontsize=10)
     fig.tight_layout()
     return fig
