@@ -1,97 +1,225 @@
-"""Packed training: several runs that share shapes trained in one process, with batched
+"""Packed training: runs that share shapes trained in one process, with batched
 parameters (``torch.func.vmap`` over stacked weights).
 
-For the tiny networks of these studies a CPU is bound by per-step overhead, not arithmetic,
-so S seeds in one batched step cost little more than one. Each run keeps its own parameters,
-optimiser state (Adam is elementwise, so one Adam over the stacked tensors is S independent
-Adams), metrics and checkpoints. Supported: full-batch training of models without batch norm
-whose runs differ only in their seed; results match `train_one` to float32 rounding (batched
-matrix products round differently; see tests/test_packed.py for the tolerance).
+Each run keeps its own parameters, optimiser state (Adam, AdamW and SGD are elementwise, so
+one optimiser over the stacked tensors is S independent ones), data order, metrics rows,
+divergence and checkpoints, in exactly the format of `train_one`. Results match `train_one`
+to float32 rounding: batched matrix products sum in another order (tests/test_packed.py
+holds the tolerance). What packs: models without buffers (no batch norm) whose runs differ
+only in their seed; `pack_key` says which runs can share a pack.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
 
 from . import schedules
+from .config import fingerprint
 from .models import build_model
 from .tasks import task_kind, task_outputs
 from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _optimizer, _tensors, _warmup, loss_fn,
                        resolve_device, versions)
 
-
-def _same_but_seed(configs: list[dict]) -> bool:
-    strip = [{k: v for k, v in c.items() if k != "seed"} for c in configs]
-    return all(s == strip[0] for s in strip)
+PACKABLE_MODELS = ("mlp", "modnet", "onehot")
 
 
-def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu") -> list[RunResult]:
-    """Train runs that differ only in their seed together; one RunResult per run."""
-    configs = [cfg for _, cfg in runs]
-    if not _same_but_seed(configs):
+def pack_key(cfg: dict) -> str | None:
+    """Runs with equal keys can train in one pack; None if this run cannot be packed."""
+    model = cfg["model"]
+    if model["name"] not in PACKABLE_MODELS or model.get("batch_norm"):
+        return None
+    return fingerprint({k: v for k, v in cfg.items() if k != "seed"})
+
+
+def _check_packable(configs: list[dict]) -> None:
+    keys = {pack_key(c) for c in configs}
+    if None in keys:
+        raise ValueError(f"packed training supports models {', '.join(PACKABLE_MODELS)} without batch norm")
+    if len(keys) > 1:
         raise ValueError("packed runs must differ only in their seed")
+
+
+class _Pack:
+    """The stacked models of a pack and their batched forward passes."""
+
+    def __init__(self, configs, x, out_dim, device):
+        models = []
+        for c in configs:  # the same initialisation as train_one, seed by seed
+            torch.manual_seed(c["seed"])
+            models.append(build_model(c["model"], _in_dim(x, c["model"]["name"]), out_dim).to(device))
+        self.params, _ = stack_module_state(models)
+        base = copy.deepcopy(models[0]).to("meta")
+        self.shared = vmap(lambda p, xb: functional_call(base, p, (xb,)), in_dims=(0, None))
+        self.own = vmap(lambda p, xb: functional_call(base, p, (xb,)))  # one batch per run
+        if configs[0]["optim"].get("train", "all") == "readout":  # frozen features
+            for name, p in self.params.items():
+                p.requires_grad_(name.startswith("readout."))
+
+    def trainable(self):
+        return [p for p in self.params.values() if p.requires_grad]
+
+    def finite(self) -> torch.Tensor:
+        ok = [torch.isfinite(p.detach()).flatten(1).all(dim=1) for p in self.params.values()]
+        return torch.stack(ok).all(dim=0)
+
+
+def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progress: bool = False,
+                 log_file=None, resume_path=None, resume_every: float = 60.0) -> list[RunResult]:
+    """Train runs that differ only in their seed together; one RunResult per run, as
+    `train_one` would give. With `resume_path`, the pack's state is saved there every
+    `resume_every` seconds and a restarted pack resumes from it."""
+    configs = [cfg for _, cfg in runs]
+    _check_packable(configs)
     cfg = configs[0]
-    if cfg["optim"].get("batch_size") or cfg["optim"].get("train", "all") != "all":
-        raise ValueError("packed training supports full-batch training of all parameters")
     device = resolve_device(device) if isinstance(device, str) else device
     kind = task_kind(cfg["task"]["name"])
     tensors = _tensors(data, device, kind)
     x, y = tensors["x_train"], tensors["y_train"]
     out_dim = y.shape[1] if kind == "regression" else task_outputs(cfg["task"])
-
-    models = []
-    for c in configs:  # the same initialisation as train_one, seed by seed
-        torch.manual_seed(c["seed"])
-        models.append(build_model(c["model"], _in_dim(x, c["model"]["name"]), out_dim).to(device))
-    params, buffers = stack_module_state(models)
-    if any(b.numel() for b in buffers.values()):
-        raise ValueError("packed training does not support models with buffers (batch norm)")
-    base = copy.deepcopy(models[0]).to("meta")
-    forward = vmap(lambda p: functional_call(base, p, (x,)))
-    opt = _optimizer(cfg["optim"], list(params.values()))
+    pack = _Pack(configs, x, out_dim, device)
+    opt = _optimizer(cfg["optim"], pack.trainable())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup(cfg["optim"].get("warmup_steps", 0)))
-    criterion = loss_fn(kind, cfg["train"]["loss"])
-    per_run = vmap(criterion, in_dims=(0, None))
+    criterion = vmap(loss_fn(kind, cfg["train"]["loss"]))
     total = cfg["train"]["steps"]
+    eval_every = cfg["train"].get("eval_every", 1)
     is_checkpoint = schedules.from_config(cfg["schedule"], total)
+    batch = cfg["optim"].get("batch_size") or len(x)
     ckpt_dtype = getattr(torch, cfg.get("checkpoint_dtype", "float32"))
-
     n = len(runs)
-    saved_steps, saved = [], {k: [] for k in params}
-    losses, lrs = [], []
-    start = time.perf_counter()
-    for step in range(total + 1):
-        out = forward(params)
-        loss = per_run(out, y)  # (S,)
-        losses.append(loss.detach().cpu())
-        lrs.append(opt.param_groups[0]["lr"])
-        if is_checkpoint(step):
-            saved_steps.append(step)
-            for k, v in params.items():
-                saved[k].append(v.detach().to("cpu", ckpt_dtype, copy=True))
-        if step == total or not torch.isfinite(loss).all():
+
+    def measure(split, xs=None, ys=None):
+        """Per-run loss and accuracy on a split (or on per-run batches xs, ys)."""
+        with torch.no_grad():
+            if xs is None:
+                xs, ys = tensors[f"x_{split}"], tensors[f"y_{split}"]
+                out = pack.shared(pack.params, xs)
+                ys = ys.expand(n, *ys.shape)
+            else:
+                out = pack.own(pack.params, xs)
+            return criterion(out, ys), _accuracies(out, ys, kind)
+
+    st = {"step": 0, "orders": [torch.arange(len(x)) for _ in runs],
+          "shuffles": [torch.Generator().manual_seed(c["seed"]) for c in configs],
+          "saved_steps": [[] for _ in runs], "saved": [], "rows": [[] for _ in runs],
+          "diverged_at": [None] * n, "elapsed": 0.0}
+    key = fingerprint(configs)
+    if resume_path is not None:
+        _restore(resume_path, key, st, pack, opt, sched)
+    start, last_save = time.perf_counter() - st["elapsed"], time.perf_counter()
+    bar = tqdm(total=total, initial=st["step"], desc=f"pack of {n}", file=log_file, mininterval=2.0,
+               disable=not progress)
+    for step in range(st["step"], total + 1):
+        if resume_path is not None and time.perf_counter() - last_save >= resume_every:
+            st.update(step=step, elapsed=time.perf_counter() - start)
+            _save_state(resume_path, key, st, pack, opt, sched)
+            last_save = time.perf_counter()
+        pos = (step * batch) % len(x)
+        if batch < len(x) and pos < batch:
+            st["orders"] = [torch.randperm(len(x), generator=g) for g in st["shuffles"]]
+        if batch >= len(x):
+            out = pack.shared(pack.params, x)
+            yb = y.expand(n, *y.shape)
+        else:
+            idx = torch.stack([o[pos:pos + batch] for o in st["orders"]]).to(device)
+            out, yb = pack.own(pack.params, x[idx]), y[idx]
+        loss = criterion(out, yb)
+        values = loss.detach().cpu().tolist()
+        accs = _accuracies(out.detach(), yb, kind).tolist()
+        lr = opt.param_groups[0]["lr"]
+        epoch = step * batch / len(x)
+        evaluate = step % eval_every == 0 or step == total or is_checkpoint(step)
+        split = "batch" if batch < len(x) else "train"
+        extra = []  # (split, per-run losses, per-run accuracies)
+        if batch < len(x) and evaluate:
+            extra.append(("train", *measure("train")))
+        if "x_test" in tensors and evaluate:
+            extra.append(("test", *measure("test")))
+        alive = [i for i in range(n) if st["diverged_at"][i] is None]
+        for i in alive:
+            st["rows"][i].append((step, epoch, split, values[i], accs[i], lr))
+            for name, losses, acc in extra:
+                st["rows"][i].append((step, epoch, name, float(losses[i]), float(acc[i]), lr))
+        finite = pack.finite()
+        keep = [i for i in alive if (is_checkpoint(step) or not math.isfinite(values[i])) and finite[i]]
+        if keep:
+            st["saved"].append({k: v.detach()[keep].to("cpu", ckpt_dtype, copy=True)
+                                for k, v in pack.params.items()})
+            for slot, i in enumerate(keep):
+                st["saved_steps"][i].append((step, len(st["saved"]) - 1, slot))
+        for i in alive:
+            if not math.isfinite(values[i]):
+                st["diverged_at"][i] = step
+        if step == total or all(d is not None for d in st["diverged_at"]):
             break
         opt.zero_grad(set_to_none=True)
-        loss.sum().backward()  # each run's parameters only see their own loss
+        # A diverged run's NaNs stay in its own slice: each run's loss only reaches its parameters.
+        torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0).sum().backward()
         opt.step()
         sched.step()
+        bar.update(1)
+    bar.close()
     wall = time.perf_counter() - start
-    losses = torch.stack(losses).double().numpy()
-    results = []
-    for i, (run_id, c) in enumerate(runs):
-        metrics = pd.DataFrame({"run": run_id, "step": range(len(losses)), "epoch": [float(s) for s in range(len(losses))],
-                                "split": "train", "loss": losses[:, i], "acc": math.nan, "lr": lrs})
-        bundle = {"format": CHECKPOINT_FORMAT, "steps": torch.tensor(saved_steps, dtype=torch.int64),
-                  "params": {k: torch.stack([s[i] for s in v]) for k, v in saved.items()},
-                  "model": c["model"], "in_dim": _in_dim(x, c["model"]["name"]), "out_dim": int(out_dim),
-                  "loss": c["train"]["loss"], "task": c["task"]["name"]}
-        info = {"run": run_id, "status": "ok", "steps_done": int(step), "outputs": int(out_dim),
-                "diverged_at": None, "wall_seconds": wall / n, "device": str(device), "packed": n,
-                **versions()}
-        results.append(RunResult(run_id, bundle, metrics, info))
-    return results
+    return [_result(i, run_id, c, st, step, x, out_dim, wall / n, device, n)
+            for i, (run_id, c) in enumerate(runs)]
+
+
+def _accuracies(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind != "classification":
+        return torch.full(out.shape[:1], math.nan)
+    return (out.argmax(dim=-1) == y).float().mean(dim=-1).cpu()
+
+
+def _result(i, run_id, cfg, st, step, x, out_dim, wall, device, n) -> RunResult:
+    metrics = pd.DataFrame(st["rows"][i], columns=["step", "epoch", "split", "loss", "acc", "lr"])
+    metrics.insert(0, "run", run_id)
+    where = st["saved_steps"][i]
+    names = st["saved"][0].keys() if st["saved"] else []
+    bundle = {"format": CHECKPOINT_FORMAT,
+              "steps": torch.tensor([s for s, _, _ in where], dtype=torch.int64),
+              "params": {k: torch.stack([st["saved"][at][k][slot] for _, at, slot in where]) for k in names},
+              "model": cfg["model"], "in_dim": _in_dim(x, cfg["model"]["name"]), "out_dim": int(out_dim),
+              "loss": cfg["train"]["loss"], "task": cfg["task"]["name"]}
+    diverged = st["diverged_at"][i]
+    info = {"run": run_id, "status": "ok" if diverged is None else "diverged",
+            "steps_done": int(step if diverged is None else diverged), "outputs": int(out_dim),
+            "diverged_at": diverged, "wall_seconds": wall, "device": str(device), "packed": n,
+            **versions()}
+    return RunResult(run_id, bundle, metrics, info)
+
+
+def _save_state(path, key, st, pack, opt, sched) -> None:
+    from .io import save_torch
+
+    save_torch({"key": key, "params": {k: v.detach() for k, v in pack.params.items()},
+                "opt": opt.state_dict(), "sched": sched.state_dict(),
+                **{k: v for k, v in st.items() if k != "shuffles"},
+                "shuffles": [g.get_state() for g in st["shuffles"]]}, path)
+
+
+def _restore(path, key, st, pack, opt, sched) -> None:
+    """Load a saved pack state if it exists and belongs to these very configs."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return  # a damaged partial state is worth less than a fresh start
+    if saved.get("key") != key:
+        return
+    with torch.no_grad():
+        for k, v in pack.params.items():
+            v.copy_(saved["params"][k])
+    opt.load_state_dict(saved["opt"])
+    sched.load_state_dict(saved["sched"])
+    for g, state in zip(st["shuffles"], saved["shuffles"]):
+        g.set_state(state)
+    for k in ("step", "orders", "saved_steps", "saved", "rows", "diverged_at", "elapsed"):
+        st[k] = saved[k]
