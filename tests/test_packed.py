@@ -99,3 +99,15 @@ def test_packing_refuses_runs_that_differ_beyond_the_seed():
     other = dict(SIN2, seed=1, optim=dict(SIN2["optim"], lr=0.01))
     with pytest.raises(ValueError, match="only in their seed"):
         train_packed([("a", dict(SIN2, seed=0)), ("b", other)], data)
+
+
+@pytest.mark.parametrize("cfg", [SIN2, MODADD], ids=["full-batch", "minibatch"])
+def test_a_runs_numbers_do_not_depend_on_its_pack(cfg):
+    data = make_dataset(cfg["task"])
+    runs = [(f"seed-{s}", dict(cfg, seed=s)) for s in range(5)]
+    in_pack = train_packed(runs, data)
+    for i in (0, 3):
+        for result in (packed.train_alone_packed(*runs[i], data), train_packed([runs[i], runs[1]], data)[0]):
+            for name, stack in in_pack[i].checkpoints["params"].items():
+                assert torch.equal(result.checkpoints["params"][name], stack), name
+            pd.testing.assert_frame_equal(result.metrics, in_pack[i].metrics)

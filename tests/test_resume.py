@@ -10,7 +10,7 @@ import torch
 
 from featscope.io import load_torch
 from featscope.tasks import make_dataset, save_dataset
-from featscope.training import train_one
+from featscope.packed import train_alone_packed
 
 CFG = {
     "task": {"name": "sin2", "d": 5, "f": 3, "n_train": 200, "n_test": 50, "seed": 0},
@@ -52,7 +52,7 @@ def test_killed_training_resumes_identically(tmp_path):
     assert launch(tmp_path).wait(timeout=300) == 0
     assert not partial.exists()  # cleaned up once the outputs are written
 
-    reference = train_one("r", CFG, data, progress=False)
+    reference = train_alone_packed("r", CFG, data)  # how train_job trains a lone MLP run
     resumed = load_torch(tmp_path / "ck.pt")
     assert torch.equal(resumed["steps"], reference.checkpoints["steps"])
     for name, stack in reference.checkpoints["params"].items():

@@ -89,14 +89,10 @@ def read_study(workdir):
     }
 
 
-def test_slurm_run_equals_local_run(slurm, repo, tmp_path_factory):
-    # Under /tmp: readable by the Slurm job (root here; on a real cluster it would have to be
-    # on a shared filesystem).
-    on_slurm = tmp_path_factory.mktemp("slurm")
-    local = tmp_path_factory.mktemp("local")
+def run_on_slurm_and_locally(repo, on_slurm, local, config):
+    """The same config in both directories: on Slurm through the profile, and locally."""
     for workdir in (on_slurm, local):
-        (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
-
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     log = on_slurm / "snakemake.log"
     start = time.monotonic()
     with open(log, "w") as out:
@@ -122,25 +118,41 @@ def test_slurm_run_equals_local_run(slurm, repo, tmp_path_factory):
                 proc.wait()
             cancelled = cancel_jobs_under(on_slurm)
             pytest.fail(f"Slurm run still going after {TIMEOUT} s (cancelled {cancelled}):\n{tail(log)}")
-    elapsed = time.monotonic() - start
-    print(f"slurm run: {elapsed:.0f} s")
+    print(f"slurm run: {time.monotonic() - start:.0f} s")
     assert code == 0, tail(log)
+    return log
 
-    # It really went through Slurm: one job for the dataset, one per training run, and the
-    # four observe jobs (2 runs x 2 families) grouped into a single Slurm job.
-    logs = on_slurm / ".snakemake" / "slurm_logs"
-    assert len(list((logs / "rule_data").rglob("*.log"))) == 1, tail(log)
-    assert len(list((logs / "rule_train").rglob("*.log"))) == 2, tail(log)
+
+def slurm_logs(workdir, pattern):
+    return sorted((workdir / ".snakemake" / "slurm_logs").glob(f"{pattern}/**/*.log"))
+
+
+def test_slurm_run_equals_local_run(slurm, repo, tmp_path_factory):
+    # Under /tmp: readable by the Slurm job (root here; on a real cluster it would have to be
+    # on a shared filesystem).
+    on_slurm = tmp_path_factory.mktemp("slurm")
+    local = tmp_path_factory.mktemp("local")
+
+    # Two new seeds: one Slurm job trains both (a pack), one observes both.
+    log = run_on_slurm_and_locally(repo, on_slurm, local, TINY)
+    assert len(slurm_logs(on_slurm, "rule_data")) == 1, tail(log)
+    assert len(slurm_logs(on_slurm, "rule_train_pack_*")) == 1, tail(log)
+    assert len(slurm_logs(on_slurm, "rule_observe_pack_*")) == 1, tail(log)
     # ... by this interpreter's snakemake (the venv: featscope importable in the jobs).
-    train_log = next((logs / "rule_train").rglob("*.log")).read_text()
+    train_log = slurm_logs(on_slurm, "rule_train_pack_*")[0].read_text()
     assert f"Command: {os.path.dirname(snakemake.__file__)}" in train_log
-    (group_log,) = (logs / "group_observe_observe").glob("*.log")
+
+    # One seed more: it trains alone, and its two observe jobs go as one Slurm group job.
+    more = {"studies": {"tiny": sin2_study(seeds=[0, 1, 2])}}
+    log = run_on_slurm_and_locally(repo, on_slurm, local, more)
+    assert len(slurm_logs(on_slurm, "rule_train")) == 1, tail(log)
+    (group_log,) = slurm_logs(on_slurm, "group_observe_observe")
     command = next(line for line in group_log.read_text().splitlines() if "Command:" in line)
-    assert command.count("observe:study=tiny") == 4, command
-    assert not (logs / "rule_observe").exists()
+    assert command.count("observe:study=tiny") == 2, command
+    assert len(slurm_logs(on_slurm, "rule_train_pack_*")) == 1, tail(log)  # nothing retrained
 
     slurm_results, local_results = read_study(on_slurm), read_study(local)
-    assert len(slurm_results["runs"]) == 2 and (slurm_results["runs"].status == "ok").all()
+    assert len(slurm_results["runs"]) == 3 and (slurm_results["runs"].status == "ok").all()
     assert set(slurm_results["observables"].family) == {"nonlinearity", "linreg"}
     for name, frame in local_results.items():
         pd.testing.assert_frame_equal(slurm_results[name], frame, check_exact=True, obj=name)

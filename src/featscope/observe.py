@@ -84,12 +84,27 @@ def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int = 64):
 
 def observe_run(run_id: str, family: str, bundle: dict, data: dict, params: dict | None = None) -> pd.DataFrame:
     """All rows of one observable family over every checkpoint of one run."""
-    params = dict(params or {})
-    fam = FAMILIES[family]
-    split = params.pop("split", "train")
-    state: dict = {}
-    frames = [fam.compute(snap, params, state) for snap in snapshots(bundle, data, split)]
-    frame = pd.concat(frames, ignore_index=True)
+    return observe_families(run_id, {family: params or {}}, bundle, data)[family]
+
+
+def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> dict[str, pd.DataFrame]:
+    """Rows of several families (name -> params) of one run. Families that read the same
+    split share each chunk's features: one batched forward pass serves them all."""
+    by_split: dict[str, dict] = {}
+    for name, params in families.items():
+        params = {k: v for k, v in (params or {}).items() if k != "version"}
+        by_split.setdefault(params.pop("split", "train"), {})[name] = params
+    frames = {name: [] for name in families}
+    for split, group in by_split.items():
+        states = {name: {} for name in group}
+        for snap in snapshots(bundle, data, split):
+            for name, params in group.items():
+                frames[name].append(FAMILIES[name].compute(snap, params, states[name]))
+    return {name: _long_form(run_id, parts) for name, parts in frames.items()}
+
+
+def _long_form(run_id: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    frame = pd.concat(parts, ignore_index=True)
     frame.insert(0, "run", run_id)
     frame["k"] = frame["k"].astype("Int64")
     frame["layer"] = frame["layer"].astype("string")

@@ -223,3 +223,10 @@ def _restore(path, key, st, pack, opt, sched) -> None:
         g.set_state(state)
     for k in ("step", "orders", "saved_steps", "saved", "rows", "diverged_at", "elapsed"):
         st[k] = saved[k]
+
+
+def train_alone_packed(run_id: str, cfg: dict, data: dict, **kwargs) -> RunResult:
+    """One run through the packed path, bitwise equal to its result in any pack of two or
+    more (each run's slice of a batched product is computed alike). A pack of one would take
+    another matrix-product path, so the run trains beside a copy of itself."""
+    return train_packed([(run_id, cfg), (f"{run_id}~copy", cfg)], data, **kwargs)[0]

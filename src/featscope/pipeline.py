@@ -15,7 +15,8 @@ import torch
 
 from . import io
 from .config import Run, fingerprint, flatten
-from .observe import observe_run
+from .observe import observe_families
+from .packed import pack_key, train_alone_packed, train_packed
 from .phases import segment_phases
 from .tasks import load_dataset, make_dataset, save_dataset
 from .training import train_runs
@@ -28,26 +29,69 @@ def data_job(task: dict, out) -> None:
 def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_metrics, out_info,
               device: str = "auto", threads: int = 1, log=None, resume_dir=None,
               resume_every: float = 60.0) -> None:
-    """Train one run. In-progress state lives in `resume_dir`, which is not a job
+    """Train one run; a packable one through the packed path, so that its numbers do not
+    depend on whether it trained alone or in a pack. In-progress state lives in `resume_dir`, which is not a job
     output, so it survives Snakemake deleting a killed job's outputs; it is
     removed once the run's outputs are written."""
     torch.set_num_threads(threads)
     data = load_dataset(data_path)
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
-        [result] = train_runs([(run_id, train_config)], data, device, log_file=log_file,
-                              resume_dir=resume_dir, resume_every=resume_every)
-    result.info["config_hash"] = fingerprint(train_config)
-    io.save_torch(result.checkpoints, out_checkpoints)
-    io.write_parquet(result.metrics, out_metrics)
-    io.write_json(result.info, out_info)
+        if pack_key(train_config) is None:
+            [result] = train_runs([(run_id, train_config)], data, device, log_file=log_file,
+                                  resume_dir=resume_dir, resume_every=resume_every)
+        else:  # the same numbers as if it had trained in a pack
+            state = Path(resume_dir, f"{run_id}.pt") if resume_dir else None
+            result = train_alone_packed(run_id, train_config, data, device=device, progress=True,
+                                        log_file=log_file, resume_path=state, resume_every=resume_every)
+    _write_run(result, train_config, out_checkpoints, out_metrics, out_info)
     if resume_dir:
         Path(resume_dir, f"{run_id}.pt").unlink(missing_ok=True)
 
 
+def train_pack_job(stamps, data_path, out_checkpoints, out_metrics, out_info, device: str = "auto",
+                   threads: int = 1, log=None, resume_dir=None, resume_every: float = 60.0) -> None:
+    """Train a pack of runs together (see `train_job`). `stamps` are the runs' config files (`<run id>.json`);
+    the output lists follow their order."""
+    torch.set_num_threads(threads)
+    runs = [(Path(s).stem, io.read_json(s)) for s in stamps]
+    data = load_dataset(data_path)
+    state = Path(resume_dir, f"pack-{fingerprint([r for r, _ in runs])}.pt") if resume_dir else None
+    with open(log, "a") if log else open(os.devnull, "w") as log_file:
+        results = train_packed(runs, data, device, progress=True, log_file=log_file, resume_path=state,
+                               resume_every=resume_every)
+    for result, (_, cfg), *outs in zip(results, runs, out_checkpoints, out_metrics, out_info):
+        _write_run(result, cfg, *outs)
+    if state:
+        state.unlink(missing_ok=True)
+
+
+def _write_run(result, train_config, out_checkpoints, out_metrics, out_info) -> None:
+    result.info["config_hash"] = fingerprint(train_config)
+    io.save_torch(result.checkpoints, out_checkpoints)
+    io.write_parquet(result.metrics, out_metrics)
+    io.write_json(result.info, out_info)
+
+
 def observe_job(run_id: str, family: str, params: dict, checkpoints_path, data_path, out) -> None:
-    params = {k: v for k, v in params.items() if k != "version"}
-    frame = observe_run(run_id, family, io.load_torch(checkpoints_path), load_dataset(data_path), params)
-    io.write_parquet(frame, out)
+    observe_pack_job([{"run": run_id, "checkpoints": checkpoints_path, "data": data_path,
+                       "families": {family: (params, out)}}], progress=False)
+
+
+def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None:
+    """Observe several runs in one process. Each item: run, checkpoints, data and
+    families {name: (params, output path)}; a run's families share its features."""
+    from tqdm.auto import tqdm
+
+    datasets = {}
+    with open(log, "a") if log else open(os.devnull, "w") as log_file:
+        for item in tqdm(items, desc="observe", file=log_file, disable=not progress):
+            if item["data"] not in datasets:
+                datasets[item["data"]] = load_dataset(item["data"])
+            families = {name: params for name, (params, _) in item["families"].items()}
+            frames = observe_families(item["run"], families, io.load_torch(item["checkpoints"]),
+                                      datasets[item["data"]])
+            for name, (_, out) in item["families"].items():
+                io.write_parquet(frames[name], out)
 
 
 def read_frames(paths, columns=None, filters=None) -> pd.DataFrame:

@@ -214,7 +214,8 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
     }
     info = {"run": run_id, "status": status, "steps_done": int(step), "outputs": int(out_dim),
             "diverged_at": int(step) if status == "diverged" else None,
-            "wall_seconds": time.perf_counter() - start, "device": str(device), **versions()}
+            "wall_seconds": time.perf_counter() - start, "device": str(device), "packed": 1,
+            **versions()}
     return RunResult(run_id, bundle, metrics, info)
 
 

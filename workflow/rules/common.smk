@@ -4,10 +4,13 @@ import yaml
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import ExecMode
 from snakemake.utils import min_version, validate
 
 import featscope.config as fsconfig
+from featscope.io import read_json
 from featscope.observables import FAMILIES, applicability
+from featscope.plan import Pack, RunFiles, plan_study, write_stamp
 from featscope.training import resolve_device
 
 min_version("9.0")
@@ -43,6 +46,12 @@ GROKKING = f"{R}/{{study}}/grokking.parquet"
 SCALING = f"{R}/{{study}}/scaling.parquet"
 FIGURE = f"{R}/{{study}}/figures/{{figure}}.png"
 LOGS = f"{R}/{{study}}/logs"
+# A run's training config and a family's version + parameters, as files that change only
+# when their content does: inputs whose age tells what is out of date (see rerun-triggers
+# in profiles/default).
+STAMP = f"{R}/{{study}}/.plan/{{run}}.json"
+FAMILY_STAMP = f"{R}/{{study}}/.plan/family={{family}}.json"
+PACK_FILE = f"{R}/.packs/{{name}}.json"
 
 
 wildcard_constraints:
@@ -64,10 +73,48 @@ def families_of(study):
     return list(config["studies"][study]["observables"])
 
 
-def family_params(wildcards):
-    """What an observe job depends on besides its inputs: code version + config."""
-    params = study_of(wildcards)["observables"][wildcards.family]
-    return {"version": FAMILIES[wildcards.family].version, **params}
+def family_config(study, family):
+    """What observing a family depends on besides its inputs: code version + parameters."""
+    return {"version": FAMILIES[family].version, **config["studies"][study]["observables"][family]}
+
+
+def run_files(study, run):
+    paths = {k: v.format(study=study, run=run.id) for k, v in
+             {"stamp": STAMP, "checkpoints": CHECKPOINTS, "metrics": METRICS, "info": RUN_INFO}.items()}
+    return RunFiles(**paths, data=DATA.format(dataset=run.dataset_id),
+                    observables={f: OBSERVABLES.format(study=study, run=run.id, family=f) for f in families_of(study)},
+                    family_stamps={f: FAMILY_STAMP.format(study=study, family=f) for f in families_of(study)})
+
+
+def grows_with_attempt(base):
+    """A resource that a retried job (attempt 2, 3, ...) asks more of."""
+    return lambda wildcards, attempt: base * attempt
+
+
+def plan_packs():
+    """Packs of the work that is due, as {rule name: Pack}.
+
+    The Snakemake that plans (default mode) writes the stamps, judges what is out of date
+    and records each pack in its own file; a Snakemake that runs a job on a cluster node
+    (remote mode) re-reads just the packs it was sent to run, since by then the files on
+    disk, and so a fresh plan, may have changed."""
+    if workflow.exec_mode != ExecMode.DEFAULT:
+        names = [t.rulename for t in (workflow.dag_settings.target_jobs or [])]
+        return {n: Pack(**read_json(PACK_FILE.format(name=n))) for n in names if "_pack_" in n}
+    packs = {}
+    for study, runs in RUNS.items():
+        for run in runs:
+            write_stamp(STAMP.format(study=study, run=run.id), run.train_config)
+        for family in families_of(study):
+            write_stamp(FAMILY_STAMP.format(study=study, family=family), family_config(study, family))
+        train, observe = plan_study(study, [(r.id, r.train_config) for r in runs],
+                                    {r.id: run_files(study, r) for r in runs},
+                                    config["keep_checkpoints"], config["pack_size"])
+        packs.update({f"train_pack_{p.id}": p for p in train})
+        packs.update({f"observe_pack_{p.id}": p for p in observe})
+    for name, pack in packs.items():
+        write_stamp(PACK_FILE.format(name=name), pack.as_dict())
+    return packs
 
 
 def per_run(pattern, study, **fill):
@@ -103,3 +150,6 @@ def all_targets():
         targets += analysis_outputs(study).values()
         targets += [FIGURE.format(study=study, figure=f) for f in figures_of(study)]
     return targets
+
+
+PACKS = plan_packs()

@@ -1,16 +1,21 @@
+def train_outputs(study, run_ids):
+    """Checkpoints (dropped once observed when keep_checkpoints is false), metrics, run info."""
+    ckpts = [CHECKPOINTS.format(study=study, run=r) for r in run_ids]
+    return {"checkpoints": ckpts if config["keep_checkpoints"] else [temp(c) for c in ckpts],
+            "metrics": [METRICS.format(study=study, run=r) for r in run_ids],
+            "info": [RUN_INFO.format(study=study, run=r) for r in run_ids]}
+
+
 rule train:
     """Train one run: checkpoints on the study's schedule + a dense per-step metrics log."""
     input:
         data=lambda w: DATA.format(dataset=run_of(w).dataset_id),
+        stamp=STAMP,  # the run's training config; editing observables or figures never retrains
     output:
-        # keep_checkpoints: false deletes them once every observe job has read them
-        # (smaller disk; bumping an observable then retrains).
         checkpoints=CHECKPOINTS if config["keep_checkpoints"] else temp(CHECKPOINTS),
         metrics=METRICS,
         info=RUN_INFO,
     params:
-        # Only what determines the numbers: editing observables or figures never retrains.
-        run=lambda w: run_of(w).train_config,
         # In-progress state of a killed job; not an output, so Snakemake leaves it alone.
         resume_dir=lambda w: f"{R}/{w.study}/.partial",
     threads: config["threads"]
@@ -24,3 +29,31 @@ rule train:
         "../../envs/featscope.yaml"
     script:
         "../scripts/train.py"
+
+
+# Packs: the due runs that share shapes train together in one job (see featscope.plan).
+# Their rules name their files outright, so Snakemake prefers them to `train`, which stays
+# the rule for anything else (a single run, a deleted checkpoint, --forcerun).
+for name, pack in PACKS.items():
+    if name.startswith("train_pack_"):
+        rule:
+            name:
+                name
+            input:
+                data=DATA.format(dataset=RUN_INDEX[(pack.study, pack.runs[0])].dataset_id),
+                stamps=[STAMP.format(study=pack.study, run=r) for r in pack.runs],
+            output:
+                **train_outputs(pack.study, pack.runs),
+            params:
+                resume_dir=f"{R}/{pack.study}/.partial",
+            threads: config["threads"]
+            resources:
+                mem_mb=grows_with_attempt(2000 + 100 * len(pack.runs)),
+                runtime=grows_with_attempt(120),
+                gpu=TRAIN_GPUS,
+            log:
+                f"{LOGS.format(study=pack.study)}/train/pack-{pack.id}.log",
+            conda:
+                "../../envs/featscope.yaml"
+            script:
+                "../scripts/train_pack.py"

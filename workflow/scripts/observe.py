@@ -1,9 +1,10 @@
+from featscope.io import read_json
 from featscope.pipeline import observe_job
 
 observe_job(
     snakemake.wildcards.run,
     snakemake.wildcards.family,
-    dict(snakemake.params.family),
+    read_json(snakemake.input.stamp),
     snakemake.input.checkpoints,
     snakemake.input.data,
     snakemake.output[0],

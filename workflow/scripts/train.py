@@ -1,8 +1,9 @@
+from featscope.io import read_json
 from featscope.pipeline import train_job
 
 train_job(
     snakemake.wildcards.run,
-    snakemake.params.run,
+    read_json(snakemake.input.stamp),
     snakemake.input.data,
     snakemake.output.checkpoints,
     snakemake.output.metrics,

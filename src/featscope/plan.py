@@ -1,0 +1,115 @@
+"""The work plan: which runs need training or observing, grouped into packs.
+
+A grid of thousands of small runs is bound by per-job start-up, so work that is due is
+packed: stale runs that share shapes train in one process (`train_packed`), and stale
+(run, family) pairs of a study are observed by one process. Only what is due goes into a
+pack, so adding seeds still trains only the new runs, and each run keeps its own files.
+Staleness is judged the way a make-like tool judges it: an output missing, or older than
+an input. Plain paths and configs only; nothing here knows about the workflow engine.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import fingerprint
+from .packed import pack_key
+
+
+@dataclass
+class RunFiles:
+    """The files of one run: its config stamp, inputs and outputs."""
+
+    stamp: str  # the run's training config as JSON; rewritten only when it changes
+    data: str
+    checkpoints: str
+    metrics: str
+    info: str
+    observables: dict  # family -> path
+    family_stamps: dict  # family -> path of that family's version + parameters
+
+
+@dataclass
+class Pack:
+    id: str
+    study: str
+    runs: list  # run ids
+    families: dict = field(default_factory=dict)  # observe packs: run id -> due families
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "study": self.study, "runs": self.runs, "families": self.families}
+
+
+def _mtime(path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def is_stale(outputs, inputs) -> bool:
+    """An output is missing, an input is missing (it will be rebuilt), or an input is newer."""
+    outs = [_mtime(p) for p in outputs]
+    ins = [_mtime(p) for p in inputs]
+    if None in outs or None in ins:
+        return True
+    return bool(ins) and min(outs) < max(ins)
+
+
+def write_stamp(path, obj) -> bool:
+    """Write `obj` as JSON unless the file already holds exactly that; True if written.
+    Its modification time then changes only with its content, so it can stand as an input."""
+    text = json.dumps(obj, sort_keys=True, indent=1, default=str)
+    path = Path(path)
+    try:
+        if path.read_text() == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def due_work(files: RunFiles, keep_checkpoints: bool) -> tuple[bool, list]:
+    """(whether the run must train, the families it must observe)."""
+    train_outputs = [files.metrics, files.info] + ([files.checkpoints] if keep_checkpoints else [])
+    train = is_stale(train_outputs, [files.stamp, files.data])
+    have_checkpoints = _mtime(files.checkpoints) is not None
+    inputs = [files.data] + ([files.checkpoints] if have_checkpoints else [])
+    families = [f for f, out in files.observables.items()
+                if train or is_stale([out], inputs + [files.family_stamps[f]])]
+    if families and not have_checkpoints:
+        train = True  # checkpoints were dropped after observing; observing again needs them
+    return train, families
+
+
+def plan_study(study: str, runs: list[tuple[str, dict]], files: dict, keep_checkpoints: bool,
+               size: int) -> tuple[list[Pack], list[Pack]]:
+    """Train packs and observe packs (two runs or more each) of one study's due work."""
+    if size < 2:
+        return [], []
+    train_groups: dict[str, list] = {}
+    observe_items = []
+    for run_id, cfg in runs:
+        key = pack_key(cfg)
+        if key is None:  # big or batch-norm models: one job per run keeps them parallel
+            continue
+        train, families = due_work(files[run_id], keep_checkpoints)
+        if train:
+            train_groups.setdefault(key, []).append(run_id)
+        if families:
+            observe_items.append((run_id, families))
+    train_packs = [Pack(fingerprint(["train", study, chunk]), study, chunk)
+                   for group in train_groups.values() for chunk in _chunks(group, size) if len(chunk) > 1]
+    observe_packs = [Pack(fingerprint(["observe", study, chunk]), study, [r for r, _ in chunk], dict(chunk))
+                     for chunk in _chunks(observe_items, size) if len(chunk) > 1]
+    return train_packs, observe_packs
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

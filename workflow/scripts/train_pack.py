@@ -1,0 +1,14 @@
+from featscope.pipeline import train_pack_job
+
+train_pack_job(
+    snakemake.input.stamps,
+    snakemake.input.data,
+    snakemake.output.checkpoints,
+    snakemake.output.metrics,
+    snakemake.output.info,
+    device=snakemake.config["device"],
+    threads=snakemake.threads,
+    log=snakemake.log[0],
+    resume_dir=snakemake.params.resume_dir,
+    resume_every=snakemake.config["resume_every"],
+)
