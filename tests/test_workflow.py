@@ -267,3 +267,23 @@ def test_second_snakemake_on_the_same_directory_is_refused(tmp_path, repo):
     assert "cannot be locked" in second.stdout + second.stderr
     assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]  # the first run was not disturbed
     assert len(pd.read_parquet(tmp_path / "results" / "tiny" / "runs.parquet")) == 2
+
+
+def test_new_seeds_train_together_and_nothing_else_reruns(tmp_path, repo):
+    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1])}})
+    first = snakemake(tmp_path, repo)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "train_pack_" in first.stderr and "observe_pack_" in first.stderr  # 2 runs, 1 job each way
+    study = tmp_path / "results" / "tiny"
+    before = _mtimes(study / "checkpoints")
+
+    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1, 2, 3, 4])}})
+    second = snakemake(tmp_path, repo)
+    assert second.returncode == 0, second.stderr[-3000:]
+    jobs = [line.split("Rule: ")[1].rstrip(")") for line in second.stderr.splitlines() if "(Rule: " in line]
+    assert sorted(j.split("_pack_")[0] for j in jobs) == ["all", "observe", "phases", "runs_table", "train"], jobs
+    after = _mtimes(study / "checkpoints")
+    assert {p: after[p] for p in before} == before  # seeds 0 and 1 untouched
+    infos = {s: yaml.safe_load((study / "checkpoints" / f"seed-{s}.json").read_text()) for s in range(5)}
+    assert [infos[s]["packed"] for s in range(5)] == [2, 2, 3, 3, 3]
+    assert "Nothing to be done" in snakemake(tmp_path, repo, "--dry-run").stdout

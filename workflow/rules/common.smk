@@ -1,5 +1,8 @@
 # Config validation, the run plan and output paths. No science here: the
 # library (src/featscope) does all the computing.
+import itertools
+import sys
+
 import yaml
 from pathlib import Path
 
@@ -91,6 +94,17 @@ def grows_with_attempt(base):
     return lambda wildcards, attempt: base * attempt
 
 
+def target_rule_names():
+    """Rules of the jobs a job-running Snakemake was sent (its `--target-jobs rule:wildcards ...`;
+    the settings object does not carry them while the Snakefile is read)."""
+    argv, names = sys.argv, []
+    for i, arg in enumerate(argv):
+        if arg == "--target-jobs":
+            for item in itertools.takewhile(lambda a: not a.startswith("-"), argv[i + 1:]):
+                names.append(item.split(":", 1)[0])
+    return names
+
+
 def plan_packs():
     """Packs of the work that is due, as {rule name: Pack}.
 
@@ -99,8 +113,8 @@ def plan_packs():
     (remote mode) re-reads just the packs it was sent to run, since by then the files on
     disk, and so a fresh plan, may have changed."""
     if workflow.exec_mode != ExecMode.DEFAULT:
-        names = [t.rulename for t in (workflow.dag_settings.target_jobs or [])]
-        return {n: Pack(**read_json(PACK_FILE.format(name=n))) for n in names if "_pack_" in n}
+        names = [n for n in target_rule_names() if "_pack_" in n]
+        return {n: Pack(**read_json(PACK_FILE.format(name=n))) for n in names}
     packs = {}
     for study, runs in RUNS.items():
         for run in runs:

@@ -5,6 +5,7 @@ compare a checkpoint with the initial or the previous one.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -23,9 +24,10 @@ def _rows(*args, **kwargs):
 def nonlinearity(snap, params: dict, state: dict) -> pd.DataFrame:
     frames = []
     for layer, pre in snap.features.pre.items():
-        for name, count in _nl.COUNTS.items():
-            frames.append(_rows(snap.steps, name, count(pre), layer))
-        frames.append(_rows(snap.steps, "active_rate", _nl.active_rate(pre), layer))
+        rate = _nl.active_rate(pre)
+        for name, count in _nl.count_from_rate.items():
+            frames.append(_rows(snap.steps, name, count(rate), layer))
+        frames.append(_rows(snap.steps, "active_rate", rate, layer))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -53,24 +55,30 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     layer = params.get("layer") or list(snap.features.post)[-1]
     landmarks, top = params.get("landmarks"), params.get("top", 10)
     target = _targets(snap)
-    frames = []
+    steps, names, ks, values = [], [], [], []
     for i, step in enumerate(snap.steps):
         feats = snap.features.layers()[layer][i]
         if not (torch.isfinite(feats).all() and torch.isfinite(snap.output[i]).all()):
             continue  # a diverged checkpoint has no spectrum
+        feats = feats.double().numpy()
         eigen = _sp.eigensystem(feats, landmarks)  # once, for the measures and the drift
-        frame = _sp.measures(feats, *eigen, target, snap.output[i])
         basis = _sp.top_subspace(feats, top, eigen=eigen)
         state.setdefault("init", basis)
-        drift = {"drift_init": _sp.subspace_drift(state["init"], basis),
-                 "drift_prev": _sp.subspace_drift(state.get("prev", basis), basis)}
+        drift = [("drift_init", _sp.subspace_drift(state["init"], basis)),
+                 ("drift_prev", _sp.subspace_drift(state.get("prev", basis), basis))]
         state["prev"] = basis
-        extra = pd.DataFrame({"observable": list(drift), "k": None, "value": list(drift.values())})
-        frame = pd.concat([frame, extra], ignore_index=True)
-        frames.append(frame.assign(step=int(step), layer=layer))
-    columns = ["step", "observable", "layer", "k", "value"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-
+        parts = _sp.measure_arrays(feats, *eigen, target, snap.output[i])
+        parts += [(name, np.zeros(1, int), np.array([value])) for name, value in drift]
+        for name, k, v in parts:
+            steps.append(np.full(len(v), int(step)))
+            names.append(np.repeat(name, len(v)))
+            ks.append(k)
+            values.append(v)
+    if not steps:
+        return pd.DataFrame(columns=["step", "observable", "layer", "k", "value"])
+    k = np.concatenate(ks)
+    return pd.DataFrame({"step": np.concatenate(steps), "observable": np.concatenate(names), "layer": layer,
+                         "k": pd.Series(k, dtype="Int64").mask(k == 0), "value": np.concatenate(values)})
 
 
 def _scalar_rows(step, layer, values: dict) -> list[tuple]:

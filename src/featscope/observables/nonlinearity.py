@@ -15,21 +15,22 @@ import torch
 
 def active_rate(pre: torch.Tensor) -> torch.Tensor:
     """Per-neuron share of samples with positive pre-activation: (..., width)."""
-    return (pre > 0).double().mean(dim=-2)
+    return (pre > 0).sum(dim=-2).double() / pre.shape[-2]  # integer counts: exact
 
 
 def nonlinear_neurons(pre: torch.Tensor) -> torch.Tensor:
-    rate = active_rate(pre)
-    return ((rate > 0) & (rate < 1)).sum(dim=-1)
+    return count_from_rate["nonlinear_neurons"](active_rate(pre))
 
 
 def dead_neurons(pre: torch.Tensor) -> torch.Tensor:
-    return (active_rate(pre) == 0).sum(dim=-1)
+    return count_from_rate["dead_neurons"](active_rate(pre))
 
 
 def linear_neurons(pre: torch.Tensor) -> torch.Tensor:
-    return (active_rate(pre) == 1).sum(dim=-1)
+    return count_from_rate["linear_neurons"](active_rate(pre))
 
 
-COUNTS = {"nonlinear_neurons": nonlinear_neurons, "dead_neurons": dead_neurons,
-          "linear_neurons": linear_neurons}
+# The counts from a layer's active rates, so that several counts share one pass over `pre`.
+count_from_rate = {"nonlinear_neurons": lambda rate: ((rate > 0) & (rate < 1)).sum(dim=-1),
+                   "dead_neurons": lambda rate: (rate == 0).sum(dim=-1),
+                   "linear_neurons": lambda rate: (rate == 1).sum(dim=-1)}

@@ -138,6 +138,16 @@ def spectral(features, target, output, landmarks: int | None = None) -> pd.DataF
 
 def measures(features, rho: np.ndarray, e: np.ndarray, target, output) -> pd.DataFrame:
     """`spectral` from an already computed eigensystem (ρ, E) of `features`."""
+    parts = measure_arrays(features, rho, e, target, output)
+    k = np.concatenate([k for _, k, _ in parts])
+    return pd.DataFrame({"observable": np.concatenate([np.repeat(name, len(v)) for name, _, v in parts]),
+                         "k": pd.Series(k, dtype="Int64").mask(k == 0),
+                         "value": np.concatenate([v for _, _, v in parts])})
+
+
+def measure_arrays(features, rho, e, target, output) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The measures as (observable, k, values) arrays; k = 0 marks a scalar (null k in rows).
+    Plain arrays, so that a run's hundreds of checkpoints make one table, not hundreds."""
     f_star, f_hat = _as_matrix(target), _as_matrix(output)
     quality, utility = _shares(f_star, e), _shares(f_hat, e)
     per_k = {"eigenvalue": rho, "quality": quality, "utility": utility,
@@ -145,11 +155,8 @@ def measures(features, rho: np.ndarray, e: np.ndarray, target, output) -> pd.Dat
     scalars = {"effective_dim": entropy_dim(rho), "effective_dim_quality": entropy_dim(quality),
                "effective_dim_utility": entropy_dim(utility), "d_lr": d_lr(features, output)}
     k = np.arange(1, len(rho) + 1)
-    frames = [pd.DataFrame({"observable": name, "k": k, "value": values}) for name, values in per_k.items()]
-    frames.append(pd.DataFrame({"observable": list(scalars), "k": None, "value": list(scalars.values())}))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["k"] = frame["k"].astype("Int64")
-    return frame
+    return ([(name, k, np.asarray(values, dtype=float)) for name, values in per_k.items()]
+            + [(name, np.zeros(1, int), np.array([value], dtype=float)) for name, value in scalars.items()])
 
 
 def top_subspace(features, m: int, landmarks: int | None = None, eigen=None) -> np.ndarray:

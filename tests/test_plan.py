@@ -1,0 +1,84 @@
+"""The work plan: staleness by file age, stamps, and which due work goes into which pack."""
+import os
+import time
+from pathlib import Path
+
+from featscope.plan import RunFiles, due_work, is_stale, plan_study, write_stamp
+
+MLP = {"task": {"name": "sin2"}, "model": {"name": "mlp", "width": 8, "depth": 2},
+       "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 10}, "schedule": {"every": 5}}
+
+
+def touch(path, age=0.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x")
+    t = time.time() - age
+    os.utime(path, (t, t))
+
+
+def files(root, run, families=("nonlinearity", "linreg")):
+    return RunFiles(stamp=str(root / ".plan" / f"{run}.json"), data=str(root / "data.npz"),
+                    checkpoints=str(root / "ck" / f"{run}.pt"), metrics=str(root / "m" / f"{run}.parquet"),
+                    info=str(root / "ck" / f"{run}.json"),
+                    observables={f: str(root / f"family={f}" / f"{run}.parquet") for f in families},
+                    family_stamps={f: str(root / ".plan" / f"family={f}.json") for f in families})
+
+
+def done(f: RunFiles, age=10.0):
+    """All of a run's files exist; inputs older than outputs."""
+    for p in [f.stamp, f.data, *f.family_stamps.values()]:
+        touch(Path(p), age + 20)
+    for p in [f.checkpoints, f.metrics, f.info]:
+        touch(Path(p), age + 10)
+    for p in f.observables.values():
+        touch(Path(p), age)
+
+
+def test_is_stale_by_age_and_absence(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    touch(old, 10)
+    touch(new, 0)
+    assert not is_stale([new], [old])
+    assert is_stale([old], [new])
+    assert is_stale([tmp_path / "missing"], [old])
+    assert is_stale([new], [tmp_path / "missing"])  # a missing input will be rebuilt
+    assert not is_stale([new], [])
+
+
+def test_stamp_is_rewritten_only_when_its_content_changes(tmp_path):
+    stamp = tmp_path / "s.json"
+    assert write_stamp(stamp, {"lr": 0.1})
+    os.utime(stamp, (1, 1))
+    assert not write_stamp(stamp, {"lr": 0.1}) and stamp.stat().st_mtime == 1
+    assert write_stamp(stamp, {"lr": 0.2}) and stamp.stat().st_mtime > 1
+
+
+def test_due_work_follows_file_ages(tmp_path):
+    f = files(tmp_path, "a")
+    done(f)
+    assert due_work(f, keep_checkpoints=True) == (False, [])
+    touch(Path(f.family_stamps["linreg"]))  # a family was bumped
+    assert due_work(f, keep_checkpoints=True) == (False, ["linreg"])
+    os.remove(f.checkpoints)  # ... and its checkpoints were dropped after observing
+    assert due_work(f, keep_checkpoints=False) == (True, ["linreg"])
+    done(f)
+    touch(Path(f.stamp))  # the run's config changed
+    assert due_work(f, keep_checkpoints=True) == (True, ["nonlinearity", "linreg"])
+
+
+def test_only_due_runs_that_share_a_config_but_the_seed_are_packed(tmp_path):
+    runs = [(f"lr-{lr}__seed-{s}", {**MLP, "optim": {"name": "adam", "lr": lr}, "seed": s})
+            for lr in (0.1, 0.01) for s in range(3)]
+    runs.append(("cnn__seed-0", {**MLP, "model": {"name": "cnn", "width": 4}, "seed": 0}))
+    all_files = {r: files(tmp_path, r) for r, _ in runs}
+    done(all_files["lr-0.1__seed-0"])  # already trained and observed
+    train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
+    assert sorted(p.runs for p in train) == [["lr-0.01__seed-0", "lr-0.01__seed-1", "lr-0.01__seed-2"],
+                                             ["lr-0.1__seed-1", "lr-0.1__seed-2"]]
+    assert [p.runs for p in observe] == [[r for r, _ in runs[1:6]]]  # not the CNN: it observes alone
+    assert observe[0].families["lr-0.1__seed-1"] == ["nonlinearity", "linreg"]
+    train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=2)
+    assert [len(p.runs) for p in train] == [2, 2] and [len(p.runs) for p in observe] == [2, 2]
+    assert plan_study("s", runs, all_files, keep_checkpoints=True, size=1) == ([], [])
+    ids = [p.id for p in train + observe]
+    assert len(set(ids)) == len(ids)
