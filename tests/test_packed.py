@@ -44,10 +44,14 @@ def assert_same_as_alone(runs, data, got, rtol=1e-4, atol=1e-5):
             assert result.info[key] == alone.info[key], key
 
 
-@pytest.mark.parametrize("cfg", [SIN2, MODADD, READOUT], ids=["full-batch+test", "minibatch+CE", "readout"])
+# Per run: seed, then values of the optimiser that may differ within a pack.
+VALUES = [(0, {}), (1, {"lr": 0.004}), (2, {"weight_decay": 0.1, "warmup_steps": 3})]
+
+
+@pytest.mark.parametrize("cfg", [SIN2, MODADD, READOUT], ids=["adam+test", "adamw+minibatch+CE", "sgd+readout"])
 def test_packed_matches_training_alone_to_float32_rounding(cfg):
     data = make_dataset(cfg["task"])
-    runs = [(f"seed-{s}", dict(cfg, seed=s)) for s in (0, 1, 2)]
+    runs = [(f"run-{s}", {**cfg, "seed": s, "optim": {**cfg["optim"], **values}}) for s, values in VALUES]
     assert_same_as_alone(runs, data, train_packed(runs, data))
 
 
@@ -87,16 +91,18 @@ def test_killed_pack_resumes_to_the_same_result(tmp_path, monkeypatch):
         pd.testing.assert_frame_equal(a.metrics, b.metrics)
 
 
-def test_pack_key_groups_runs_that_differ_only_in_their_seed():
+def test_pack_key_groups_runs_that_differ_only_in_seed_and_optimiser_values():
     assert pack_key(dict(SIN2, seed=0)) == pack_key(dict(SIN2, seed=5))
-    assert pack_key(dict(SIN2, seed=0)) != pack_key({**SIN2, "seed": 0, "optim": {"name": "adam", "lr": 0.1}})
+    assert pack_key(dict(SIN2, seed=0)) == pack_key({**SIN2, "seed": 1, "optim": {"name": "adam", "lr": 0.1}})
+    assert pack_key(dict(SIN2, seed=0)) != pack_key({**SIN2, "seed": 0, "optim": {"name": "sgd", "lr": 0.001}})
+    assert pack_key(dict(SIN2, seed=0)) != pack_key({**SIN2, "seed": 0, "model": {**SIN2["model"], "width": 8}})
     assert pack_key({**SIN2, "model": {"name": "cnn", "width": 8}, "seed": 0}) is None
     assert pack_key({**SIN2, "model": {**SIN2["model"], "batch_norm": True}, "seed": 0}) is None
 
 
-def test_packing_refuses_runs_that_differ_beyond_the_seed():
+def test_packing_refuses_runs_that_differ_beyond_seed_and_values():
     data = make_dataset(SIN2["task"])
-    other = dict(SIN2, seed=1, optim=dict(SIN2["optim"], lr=0.01))
+    other = dict(SIN2, seed=1, train=dict(SIN2["train"], steps=50))
     with pytest.raises(ValueError, match="only in their seed"):
         train_packed([("a", dict(SIN2, seed=0)), ("b", other)], data)
 
@@ -104,7 +110,8 @@ def test_packing_refuses_runs_that_differ_beyond_the_seed():
 @pytest.mark.parametrize("cfg", [SIN2, MODADD], ids=["full-batch", "minibatch"])
 def test_a_runs_numbers_do_not_depend_on_its_pack(cfg):
     data = make_dataset(cfg["task"])
-    runs = [(f"seed-{s}", dict(cfg, seed=s)) for s in range(5)]
+    runs = [(f"run-{s}", {**cfg, "seed": s, "optim": {**cfg["optim"], **values}})
+            for s, values in VALUES + [(3, {"lr": 0.01}), (4, {})]]
     in_pack = train_packed(runs, data)
     for i in (0, 3):
         for result in (packed.train_alone_packed(*runs[i], data), train_packed([runs[i], runs[1]], data)[0]):

@@ -66,17 +66,17 @@ def test_due_work_follows_file_ages(tmp_path):
     assert due_work(f, keep_checkpoints=True) == (True, ["nonlinearity", "linreg"])
 
 
-def test_only_due_runs_that_share_a_config_but_the_seed_are_packed(tmp_path):
-    runs = [(f"lr-{lr}__seed-{s}", {**MLP, "optim": {"name": "adam", "lr": lr}, "seed": s})
-            for lr in (0.1, 0.01) for s in range(3)]
+def test_only_due_runs_that_share_shapes_are_packed(tmp_path):
+    runs = [(f"w-{w}__seed-{s}", {**MLP, "model": {**MLP["model"], "width": w}, "seed": s})
+            for w in (8, 16) for s in range(3)]
     runs.append(("cnn__seed-0", {**MLP, "model": {"name": "cnn", "width": 4}, "seed": 0}))
     all_files = {r: files(tmp_path, r) for r, _ in runs}
-    done(all_files["lr-0.1__seed-0"])  # already trained and observed
+    done(all_files["w-8__seed-0"])  # already trained and observed
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
-    assert sorted(p.runs for p in train) == [["lr-0.01__seed-0", "lr-0.01__seed-1", "lr-0.01__seed-2"],
-                                             ["lr-0.1__seed-1", "lr-0.1__seed-2"]]
+    assert sorted(p.runs for p in train) == [["w-16__seed-0", "w-16__seed-1", "w-16__seed-2"],
+                                             ["w-8__seed-1", "w-8__seed-2"]]
     assert [p.runs for p in observe] == [[r for r, _ in runs[1:6]]]  # not the CNN: it observes alone
-    assert observe[0].families["lr-0.1__seed-1"] == ["nonlinearity", "linreg"]
+    assert observe[0].families["w-8__seed-1"] == ["nonlinearity", "linreg"]
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=2)
     assert [len(p.runs) for p in train] == [2, 2] and [len(p.runs) for p in observe] == [2, 2]
     assert plan_study("s", runs, all_files, keep_checkpoints=True, size=1) == ([], [])

@@ -6,7 +6,8 @@ one optimiser over the stacked tensors is S independent ones), data order, metri
 divergence and checkpoints, in exactly the format of `train_one`. Results match `train_one`
 to float32 rounding: batched matrix products sum in another order (tests/test_packed.py
 holds the tolerance). What packs: models without buffers (no batch norm) whose runs differ
-only in their seed; `pack_key` says which runs can share a pack.
+only in their seed and their optimiser's values (learning rate, weight decay, momentum,
+warm-up length; see `batched_optim`); `pack_key` says which runs can share a pack.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from . import schedules
 from .config import fingerprint
 from .models import build_model
 from .tasks import task_kind, task_outputs
-from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _optimizer, _tensors, _warmup, loss_fn,
-                       resolve_device, versions)
+from .batched_optim import VALUE_KEYS, BatchedOptimizer
+from .training import CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, loss_fn, resolve_device, versions
 
 PACKABLE_MODELS = ("mlp", "modnet", "onehot")
 
@@ -35,7 +36,9 @@ def pack_key(cfg: dict) -> str | None:
     model = cfg["model"]
     if model["name"] not in PACKABLE_MODELS or model.get("batch_norm"):
         return None
-    return fingerprint({k: v for k, v in cfg.items() if k != "seed"})
+    shared = {k: v for k, v in cfg.items() if k not in ("seed", "optim")}
+    shared["optim"] = {k: v for k, v in cfg["optim"].items() if k not in VALUE_KEYS}
+    return fingerprint(shared)
 
 
 def _check_packable(configs: list[dict]) -> None:
@@ -43,7 +46,8 @@ def _check_packable(configs: list[dict]) -> None:
     if None in keys:
         raise ValueError(f"packed training supports models {', '.join(PACKABLE_MODELS)} without batch norm")
     if len(keys) > 1:
-        raise ValueError("packed runs must differ only in their seed")
+        raise ValueError("packed runs must differ only in their seed and optimiser values "
+                         f"({', '.join(VALUE_KEYS)})")
 
 
 class _Pack:
@@ -72,7 +76,7 @@ class _Pack:
 
 def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progress: bool = False,
                  log_file=None, resume_path=None, resume_every: float = 60.0) -> list[RunResult]:
-    """Train runs that differ only in their seed together; one RunResult per run, as
+    """Train runs that share a `pack_key` together; one RunResult per run, as
     `train_one` would give. With `resume_path`, the pack's state is saved there every
     `resume_every` seconds and a restarted pack resumes from it."""
     configs = [cfg for _, cfg in runs]
@@ -84,8 +88,7 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
     x, y = tensors["x_train"], tensors["y_train"]
     out_dim = y.shape[1] if kind == "regression" else task_outputs(cfg["task"])
     pack = _Pack(configs, x, out_dim, device)
-    opt = _optimizer(cfg["optim"], pack.trainable())
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup(cfg["optim"].get("warmup_steps", 0)))
+    opt = BatchedOptimizer(pack.trainable(), [c["optim"] for c in configs])
     criterion = vmap(loss_fn(kind, cfg["train"]["loss"]))
     total = cfg["train"]["steps"]
     eval_every = cfg["train"].get("eval_every", 1)
@@ -111,14 +114,14 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
           "diverged_at": [None] * n, "elapsed": 0.0}
     key = fingerprint(configs)
     if resume_path is not None:
-        _restore(resume_path, key, st, pack, opt, sched)
+        _restore(resume_path, key, st, pack, opt)
     start, last_save = time.perf_counter() - st["elapsed"], time.perf_counter()
     bar = tqdm(total=total, initial=st["step"], desc=f"pack of {n}", file=log_file, mininterval=2.0,
                disable=not progress)
     for step in range(st["step"], total + 1):
         if resume_path is not None and time.perf_counter() - last_save >= resume_every:
             st.update(step=step, elapsed=time.perf_counter() - start)
-            _save_state(resume_path, key, st, pack, opt, sched)
+            _save_state(resume_path, key, st, pack, opt)
             last_save = time.perf_counter()
         pos = (step * batch) % len(x)
         if batch < len(x) and pos < batch:
@@ -132,7 +135,7 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
         loss = criterion(out, yb)
         values = loss.detach().cpu().tolist()
         accs = _accuracies(out.detach(), yb, kind).tolist()
-        lr = opt.param_groups[0]["lr"]
+        lrs = opt.lrs()
         epoch = step * batch / len(x)
         evaluate = step % eval_every == 0 or step == total or is_checkpoint(step)
         split = "batch" if batch < len(x) else "train"
@@ -143,9 +146,9 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
             extra.append(("test", *measure("test")))
         alive = [i for i in range(n) if st["diverged_at"][i] is None]
         for i in alive:
-            st["rows"][i].append((step, epoch, split, values[i], accs[i], lr))
+            st["rows"][i].append((step, epoch, split, values[i], accs[i], lrs[i]))
             for name, losses, acc in extra:
-                st["rows"][i].append((step, epoch, name, float(losses[i]), float(acc[i]), lr))
+                st["rows"][i].append((step, epoch, name, float(losses[i]), float(acc[i]), lrs[i]))
         finite = pack.finite()
         keep = [i for i in alive if (is_checkpoint(step) or not math.isfinite(values[i])) and finite[i]]
         if keep:
@@ -158,11 +161,10 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
                 st["diverged_at"][i] = step
         if step == total or all(d is not None for d in st["diverged_at"]):
             break
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         # A diverged run's NaNs stay in its own slice: each run's loss only reaches its parameters.
         torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0).sum().backward()
         opt.step()
-        sched.step()
         bar.update(1)
     bar.close()
     wall = time.perf_counter() - start
@@ -194,16 +196,16 @@ def _result(i, run_id, cfg, st, step, x, out_dim, wall, device, n) -> RunResult:
     return RunResult(run_id, bundle, metrics, info)
 
 
-def _save_state(path, key, st, pack, opt, sched) -> None:
+def _save_state(path, key, st, pack, opt) -> None:
     from .io import save_torch
 
     save_torch({"key": key, "params": {k: v.detach() for k, v in pack.params.items()},
-                "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "opt": opt.state_dict(),
                 **{k: v for k, v in st.items() if k != "shuffles"},
                 "shuffles": [g.get_state() for g in st["shuffles"]]}, path)
 
 
-def _restore(path, key, st, pack, opt, sched) -> None:
+def _restore(path, key, st, pack, opt) -> None:
     """Load a saved pack state if it exists and belongs to these very configs."""
     path = Path(path)
     if not path.exists():
@@ -218,7 +220,6 @@ def _restore(path, key, st, pack, opt, sched) -> None:
         for k, v in pack.params.items():
             v.copy_(saved["params"][k])
     opt.load_state_dict(saved["opt"])
-    sched.load_state_dict(saved["sched"])
     for g, state in zip(st["shuffles"], saved["shuffles"]):
         g.set_state(state)
     for k in ("step", "orders", "saved_steps", "saved", "rows", "diverged_at", "elapsed"):
