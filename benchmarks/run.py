@@ -28,25 +28,26 @@ BLOG = {
 }
 
 
-def child(code: str) -> dict:
-    """Run `code` in a fresh process (as a job would), return the JSON it prints + peak RSS."""
+def child(code: str, threads: int = 1) -> dict:
+    """Run `code` in a fresh process (as a job would), return the JSON it prints."""
     # One BLAS thread, as Snakemake gives a 1-thread job (it sets these for every job).
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), BENCH_THREADS=str(threads))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     out = json.loads(done.stdout.strip().splitlines()[-1])
     return out
 
 
 PRELUDE = f"""
-import json, resource, time, torch
-torch.set_num_threads(1)
+import json, os, resource, time, torch
+torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
 from featscope.tasks import make_dataset
 cfg = {BLOG!r}
 data = make_dataset(cfg["task"])
 """
 
 
-def plain_loop_seconds() -> dict:
+def plain_loop_seconds(threads: int = 1) -> dict:
     code = PRELUDE + """
 x = torch.tensor(data["x_train"]); y = torch.tensor(data["y_train"])
 torch.manual_seed(0)
@@ -67,7 +68,7 @@ for step in range(cfg["train"]["steps"]):
 print(json.dumps({"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-    return child(code)
+    return child(code, threads)
 
 
 def featscope_train_seconds(path: str) -> dict:
@@ -84,32 +85,64 @@ print(json.dumps({{"seconds": seconds, "rss_mb": resource.getrusage(resource.RUS
     return child(code)
 
 
-def packed_seconds(seeds: int) -> dict:
+def packed_seconds(seeds: int, threads: int = 1) -> dict:
     code = PRELUDE + f"""
 from featscope.packed import train_packed
 runs = [(f"s{{s}}", dict(cfg, seed=s)) for s in range({seeds})]
-train_packed(runs[:2], data)  # warm-up
+train_packed([(r, dict(c, train=dict(c["train"], steps=5))) for r, c in runs], data)  # warm-up
 t = time.perf_counter()
 train_packed(runs, data)
-print(json.dumps({{"seconds": time.perf_counter() - t}}))
+print(json.dumps({{"seconds": time.perf_counter() - t,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    return child(code, threads)
+
+
+def lone_run_seconds() -> dict:
+    """A single packable run as the workflow's `train` rule trains it (beside a copy of itself)."""
+    code = PRELUDE + """
+from featscope.packed import train_alone_packed
+train_alone_packed("warm-up", dict(cfg, train=dict(cfg["train"], steps=5)), data)
+t = time.perf_counter()
+train_alone_packed("bench", cfg, data)
+print(json.dumps({"seconds": time.perf_counter() - t}))
 """
     return child(code)
+
+
+def matmul_rates(threads: int) -> dict:
+    """GFLOP/s of float32 products: a large square one (the machine's peak) and the
+    batched product of a 16-run pack's hidden layer (500 x 100 @ 100 x 100 per run)."""
+    code = PRELUDE + """
+def rate(f, flop, k=50):
+    for _ in range(5): f()
+    t = time.perf_counter()
+    for _ in range(k): f()
+    return flop * k / (time.perf_counter() - t) / 1e9
+a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+h, w = torch.randn(16, 500, 100), torch.randn(16, 100, 100)
+print(json.dumps({"peak": rate(lambda: a @ b, 2 * 1024 ** 3),
+                  "pack": rate(lambda: torch.bmm(h, w), 2 * 16 * 500 * 100 * 100, 400)}))
+"""
+    return child(code, threads)
 
 
 # FLOPs of one training step of the blog MLP: forward 2·n·(10·100 + 100·100 + 100·1), backward ≈ 2×.
 STEP_FLOP = 3 * 2 * 500 * (10 * 100 + 100 * 100 + 100 * 1)
 
 
-def observe_seconds(family: str, path: str) -> dict:
+def observe_seconds(families: list, path: str) -> dict:
+    """All `families` of one run in one pass (shared features), as an observe job does."""
     code = PRELUDE + f"""
-from featscope.observe import observe_run
+from featscope.observe import observe_families
 from featscope.io import load_torch
 bundle = load_torch({path!r})
+families = {{f: {{}} for f in {families!r}}}
 short = dict(bundle, steps=bundle["steps"][:2], params={{k: v[:2] for k, v in bundle["params"].items()}})
-observe_run("warm-up", {family!r}, short, data, {{}})
+observe_families("warm-up", families, short, data)
 t = time.perf_counter()
-frame = observe_run("bench", {family!r}, bundle, data, {{}})
-print(json.dumps({{"seconds": time.perf_counter() - t, "rows": len(frame),
+frames = observe_families("bench", families, bundle, data)
+print(json.dumps({{"seconds": time.perf_counter() - t, "rows": sum(map(len, frames.values())),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
     return child(code)
@@ -148,37 +181,59 @@ def read_seconds(study_dir: Path) -> tuple[float, int, float]:
     return seconds, len(frame), time.perf_counter() - t
 
 
+def training_rows(ckpt: str) -> tuple[list, dict]:
+    steps = BLOG["train"]["steps"]
+    plain = plain_loop_seconds()
+    ours = featscope_train_seconds(ckpt)
+    lone = lone_run_seconds()
+    rows = [("training, blog MLP, 1 seed: train_one / plain PyTorch loop (time)", ours["seconds"] / plain["seconds"],
+             f"{steps / ours['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s"),
+            ("training, a lone run as the workflow trains it (beside a copy) / plain loop (time)",
+             lone["seconds"] / plain["seconds"], "only runs that find no pack-mate")]
+    for threads in (1, 2):
+        base = plain if threads == 1 else plain_loop_seconds(threads)
+        packed = packed_seconds(16, threads)
+        rates = matmul_rates(threads)
+        flops = 16 * steps * STEP_FLOP / packed["seconds"] / 1e9
+        rows.append((f"training 16 seeds packed, {threads} thread(s): aggregate steps/s / plain loop's",
+                     16 * base["seconds"] / packed["seconds"],
+                     f"{16 * steps / packed['seconds']:.0f} vs {steps / base['seconds']:.0f} steps/s; "
+                     f"{flops:.1f} GFLOP/s = {flops / rates['peak']:.0%} of a 1024² matmul's "
+                     f"{rates['peak']:.0f}, {flops / rates['pack']:.0%} of the pack's own bmm "
+                     f"({rates['pack']:.0f})"))
+        if threads == 1:
+            rows.append(("peak RSS of a 16-run training job / plain loop", packed["rss_mb"] / plain["rss_mb"],
+                         f"{packed['rss_mb']:.0f} MB vs {plain['rss_mb']:.0f} MB"))
+    return rows, {"plain": plain, "ours": ours}
+
+
+def observe_rows(ckpt: str, train_seconds: float) -> list:
+    rows = []
+    sets = [[f] for f in ("nonlinearity", "linreg", "spectral", "weights", "gradients")]
+    sets += [["nonlinearity", "linreg", "spectral"], ["weights", "gradients"]]
+    for families in sets:
+        obs = observe_seconds(families, ckpt)
+        label = families[0] if len(families) == 1 else " + ".join(families) + " (one pass)"
+        rows.append((f"observe {label} / train (time, default schedule)", obs["seconds"] / train_seconds,
+                     f"{obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--e2e", action="store_true", help="also time the default workflow end to end")
     parser.add_argument("--study", default="results/nonlinearity", help="study folder to read back")
     args = parser.parse_args()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = str(Path(tmp) / "bench.pt")
-        plain = plain_loop_seconds()
-        ours = featscope_train_seconds(ckpt)
-        steps = BLOG["train"]["steps"]
-        rows.append(("training, blog MLP, 1 seed: featscope / plain PyTorch loop (time)",
-                     ours["seconds"] / plain["seconds"],
-                     f"{steps / ours['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s"))
-        packed = packed_seconds(16)
-        rows.append(("training 16 seeds: packed aggregate steps/s / plain loop steps/s", 16 * plain["seconds"] / packed["seconds"],
-                     f"{16 * steps / packed['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s; "
-                     f"{16 * steps * STEP_FLOP / packed['seconds'] / 1e9:.1f} GFLOP/s"))
-        for family in ("nonlinearity", "linreg", "spectral", "weights", "gradients"):
-            obs = observe_seconds(family, ckpt)
-            rows.append((f"observe {family} / train (time, default schedule)", obs["seconds"] / ours["seconds"],
-                         f"{obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB"))
-        rows.append(("peak RSS of a training job / plain loop", ours["rss_mb"] / plain["rss_mb"],
-                     f"{ours['rss_mb']:.0f} MB vs {plain['rss_mb']:.0f} MB"))
-        small_dir = Path(tmp) / "dry100"
-        small_dir.mkdir()
-        big_dir = Path(tmp) / "dry10k"
-        big_dir.mkdir()
-        small, small_jobs = dry_run_seconds(100, small_dir)
-        big, big_jobs = dry_run_seconds(10_000, big_dir)
-        rows.append(("snakemake dry run, 10,000 runs / 100 runs (time)", big / small,
+        rows, base = training_rows(ckpt)
+        rows += observe_rows(ckpt, base["ours"]["seconds"])
+        dirs = {n: Path(tmp) / f"dry{n}" for n in (100, 10_000)}
+        for d in dirs.values():
+            d.mkdir()
+        small, small_jobs = dry_run_seconds(100, dirs[100])
+        big, big_jobs = dry_run_seconds(10_000, dirs[10_000])
+        rows.append(("snakemake dry run, 10,000 new runs / 100 new runs (time)", big / small,
                      f"{big:.1f} s vs {small:.1f} s; {big_jobs} vs {small_jobs} jobs"))
     study = REPO / args.study
     if (study / "observables").exists():
@@ -193,12 +248,12 @@ def main() -> None:
                             "--directory", tmp, "--cores", "2", "--quiet"], check=True, capture_output=True)
             e2e = time.perf_counter() - t
         rows.append(("default workflow end to end, --cores 2 / one plain-loop training (time)",
-                     e2e / plain["seconds"], f"{e2e:.0f} s"))
+                     e2e / base["plain"]["seconds"], f"{e2e:.0f} s"))
     width = max(len(r[0]) for r in rows)
     print(f"{'measure'.ljust(width)}  {'ratio':>8}  detail")
     for name, ratio, detail in rows:
         print(f"{name.ljust(width)}  {ratio:8.2f}  {detail}")
-    print(f"\nmachine: {os.cpu_count()} CPUs, torch threads 1 per job, python {sys.version.split()[0]}")
+    print(f"\nmachine: {os.cpu_count()} CPUs, torch threads 1 per job unless stated, python {sys.version.split()[0]}")
 
 
 if __name__ == "__main__":

@@ -287,3 +287,23 @@ def test_new_seeds_train_together_and_nothing_else_reruns(tmp_path, repo):
     infos = {s: yaml.safe_load((study / "checkpoints" / f"seed-{s}.json").read_text()) for s in range(5)}
     assert [infos[s]["packed"] for s in range(5)] == [2, 2, 3, 3, 3]
     assert "Nothing to be done" in snakemake(tmp_path, repo, "--dry-run").stdout
+
+
+def test_compact_checkpoints_are_dropped_once_observed(tmp_path, repo):
+    study_cfg = sin2_study(checkpoint_dtype="float16")
+    write_config(tmp_path, {"keep_checkpoints": False, "studies": {"tiny": study_cfg}})
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = tmp_path / "results" / "tiny"
+    assert not list((study / "checkpoints").glob("*.pt"))  # observed, then dropped
+    assert len(list((study / "observables").rglob("*.parquet"))) == 4
+    assert "Nothing to be done" in snakemake(tmp_path, repo, "--dry-run").stdout
+
+    # Observing again needs the checkpoints back: the runs retrain (in a pack), identically.
+    before = pd.read_parquet(study / "observables" / "family=linreg")
+    bump = ("import dataclasses, featscope.observables as o\n"
+            "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)")
+    again = snakemake(tmp_path, repo, prelude=bump)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train_pack_" in again.stderr and not list((study / "checkpoints").glob("*.pt"))
+    pd.testing.assert_frame_equal(pd.read_parquet(study / "observables" / "family=linreg"), before)

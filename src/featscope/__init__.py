@@ -11,10 +11,10 @@ from .phases import segment_phases
 from .models import MLP, build_model
 from .tasks import make_dataset
 from .training import train_runs
-from .packed import train_packed
+from .packed import pack_key, train_packed
 from .config import expand_runs
 
 __all__ = [
     "spectral", "eigen_drift", "active_rate", "nonlinear_neurons", "dead_neurons", "linear_neurons", "linreg_loss",
-    "segment_phases", "MLP", "build_model", "make_dataset", "train_runs", "train_packed", "expand_runs",
+    "segment_phases", "MLP", "build_model", "make_dataset", "train_runs", "train_packed", "pack_key", "expand_runs",
 ]
