@@ -41,12 +41,16 @@ class BatchedOptimizer:
     def step(self) -> None:
         lrs = self.lrs()
         self.t += 1
+        update = self._sgd if self.name == "sgd" else self._adam
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
-                per_run = lambda values: torch.tensor(values, dtype=p.dtype, device=p.device).view(  # noqa: E731
-                    -1, *[1] * (p.dim() - 1))
-                update = self._sgd if self.name == "sgd" else self._adam
-                update(p, p.grad, state, per_run(lrs), per_run(self.weight_decay), per_run(self.momentum))
+                update(p, p.grad, state, self._per_run(lrs, p), self._per_run(self.weight_decay, p),
+                       self._per_run(self.momentum, p))
+
+    @staticmethod
+    def _per_run(values, p):
+        """Per-run values shaped to broadcast over a stacked parameter (S, ...)."""
+        return torch.tensor(values, dtype=p.dtype, device=p.device).view(-1, *[1] * (p.dim() - 1))
 
     def _adam(self, p, grad, state, lr, wd, _):
         beta1, beta2 = ADAM_BETAS

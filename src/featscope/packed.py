@@ -149,8 +149,9 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
             st["rows"][i].append((step, epoch, split, values[i], accs[i], lrs[i]))
             for name, losses, acc in extra:
                 st["rows"][i].append((step, epoch, name, float(losses[i]), float(acc[i]), lrs[i]))
-        finite = pack.finite()
-        keep = [i for i in alive if (is_checkpoint(step) or not math.isfinite(values[i])) and finite[i]]
+        wanted = [i for i in alive if is_checkpoint(step) or not math.isfinite(values[i])]
+        finite = pack.finite() if wanted else None
+        keep = [i for i in wanted if finite[i]]
         if keep:
             st["saved"].append({k: v.detach()[keep].to("cpu", ckpt_dtype, copy=True)
                                 for k, v in pack.params.items()})
