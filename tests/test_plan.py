@@ -3,7 +3,7 @@ import os
 import time
 from pathlib import Path
 
-from featscope.plan import RunFiles, due_work, is_stale, plan_study, write_stamp
+from featscope.plan import RunFiles, due_work, is_stale, plan_datasets, plan_study, write_stamp
 
 MLP = {"task": {"name": "sin2"}, "model": {"name": "mlp", "width": 8, "depth": 2},
        "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 10}, "schedule": {"every": 5}}
@@ -73,12 +73,22 @@ def test_only_due_runs_that_share_shapes_are_packed(tmp_path):
     all_files = {r: files(tmp_path, r) for r, _ in runs}
     done(all_files["w-8__seed-0"])  # already trained and observed
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
-    assert sorted(p.runs for p in train) == [["w-16__seed-0", "w-16__seed-1", "w-16__seed-2"],
+    assert sorted(p.members for p in train) == [["w-16__seed-0", "w-16__seed-1", "w-16__seed-2"],
                                              ["w-8__seed-1", "w-8__seed-2"]]
-    assert [p.runs for p in observe] == [[r for r, _ in runs[1:6]]]  # not the CNN: it observes alone
+    assert [p.members for p in observe] == [[r for r, _ in runs[1:6]]]  # not the CNN: it observes alone
     assert observe[0].families["w-8__seed-1"] == ["nonlinearity", "linreg"]
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=2)
-    assert [len(p.runs) for p in train] == [2, 2] and [len(p.runs) for p in observe] == [2, 2]
+    assert [len(p.members) for p in train] == [2, 2] and [len(p.members) for p in observe] == [2, 2]
     assert plan_study("s", runs, all_files, keep_checkpoints=True, size=1) == ([], [])
     ids = [p.id for p in train + observe]
     assert len(set(ids)) == len(ids)
+
+
+def test_missing_generated_datasets_are_packed_downloads_are_not(tmp_path):
+    datasets = {f"sin2-{i}": {"name": "sin2", "seed": i} for i in range(3)}
+    datasets["mnist-0"] = {"name": "mnist"}
+    paths = {d: str(tmp_path / f"{d}.npz") for d in datasets}
+    touch(Path(paths["sin2-0"]))
+    (pack,) = plan_datasets(datasets, paths, size=16)
+    assert pack.members == ["sin2-1", "sin2-2"]
+    assert plan_datasets(datasets, paths, size=1) == []

@@ -26,6 +26,12 @@ def data_job(task: dict, out) -> None:
     save_dataset(make_dataset(task), out)
 
 
+def data_pack_job(stamps, outs) -> None:
+    """Generate several datasets in one process; `stamps` hold their task configs."""
+    for stamp, out in zip(stamps, outs):
+        data_job(io.read_json(stamp), out)
+
+
 def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_metrics, out_info,
               device: str = "auto", threads: int = 1, log=None, resume_dir=None,
               resume_every: float = 60.0) -> None:

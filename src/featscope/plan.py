@@ -35,11 +35,11 @@ class RunFiles:
 class Pack:
     id: str
     study: str
-    runs: list  # run ids
+    members: list  # run ids (dataset ids in a data pack)
     families: dict = field(default_factory=dict)  # observe packs: run id -> due families
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "study": self.study, "runs": self.runs, "families": self.families}
+        return {"id": self.id, "study": self.study, "members": self.members, "families": self.families}
 
 
 def _mtime(path) -> float | None:
@@ -109,6 +109,16 @@ def plan_study(study: str, runs: list[tuple[str, dict]], files: dict, keep_check
     observe_packs = [Pack(fingerprint(["observe", study, chunk]), study, [r for r, _ in chunk], dict(chunk))
                      for chunk in _chunks(observe_items, size) if len(chunk) > 1]
     return train_packs, observe_packs
+
+
+def plan_datasets(datasets: dict, paths: dict, size: int) -> list[Pack]:
+    """Packs of the missing datasets (id -> task config) that are generated locally; a
+    download keeps a job of its own. `paths`: id -> the dataset's file."""
+    from .tasks import DOWNLOADED
+
+    due = [d for d, task in datasets.items() if task["name"] not in DOWNLOADED and _mtime(paths[d]) is None]
+    return [Pack(fingerprint(["data", chunk]), "data", chunk)
+            for chunk in _chunks(due, size) if len(chunk) > 1]
 
 
 def _chunks(items: list, size: int) -> list[list]:

@@ -96,6 +96,9 @@ TASKS = {"sin2": (sin2, "regression"), "fn1d": (fn1d, "regression"),
          "mnist": (images, "classification"), "cifar10": (images, "classification")}
 
 
+DOWNLOADED = ("mnist", "cifar10")  # fetched over the network; the rest are generated locally
+
+
 def task_outputs(cfg: dict) -> int:
     """Output dimension a model needs: classes, or regression targets."""
     return {"mnist1d": 10, "mnist": 10, "cifar10": 10, "modadd": cfg.get("M", 0)}.get(cfg["name"], 1)

@@ -13,7 +13,7 @@ from snakemake.utils import min_version, validate
 import featscope.config as fsconfig
 from featscope.io import read_json
 from featscope.observables import FAMILIES, applicability
-from featscope.plan import Pack, RunFiles, plan_study, write_stamp
+from featscope.plan import Pack, RunFiles, plan_datasets, plan_study, write_stamp
 from featscope.training import resolve_device
 
 min_version("9.0")
@@ -52,6 +52,7 @@ LOGS = f"{R}/{{study}}/logs"
 # A run's training config and a family's version + parameters, as files that change only
 # when their content does: inputs whose age tells what is out of date (see rerun-triggers
 # in profiles/default).
+DATA_STAMP = f"{R}/data/.plan/{{dataset}}.json"
 STAMP = f"{R}/{{study}}/.plan/{{run}}.json"
 FAMILY_STAMP = f"{R}/{{study}}/.plan/family={{family}}.json"
 PACK_FILE = f"{R}/.packs/{{name}}.json"
@@ -115,7 +116,10 @@ def plan_packs():
     if workflow.exec_mode != ExecMode.DEFAULT:
         names = [n for n in target_rule_names() if "_pack_" in n]
         return {n: Pack(**read_json(PACK_FILE.format(name=n))) for n in names}
-    packs = {}
+    for dataset, task in DATASETS.items():
+        write_stamp(DATA_STAMP.format(dataset=dataset), task)
+    data = plan_datasets(DATASETS, {d: DATA.format(dataset=d) for d in DATASETS}, config["pack_size"])
+    packs = {f"data_pack_{p.id}": p for p in data}
     for study, runs in RUNS.items():
         for run in runs:
             write_stamp(STAMP.format(study=study, run=run.id), run.train_config)

@@ -25,7 +25,7 @@ def observe_pack_files(pack):
              "families": {f: (FAMILY_STAMP.format(study=pack.study, family=f),
                               OBSERVABLES.format(study=pack.study, run=run, family=f))
                           for f in pack.families[run]}}
-            for run in pack.runs]
+            for run in pack.members]
 
 
 # Packs: the due (run, family) pairs of a study, observed by one job (see featscope.plan).

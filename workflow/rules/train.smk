@@ -40,15 +40,15 @@ for name, pack in PACKS.items():
             name:
                 name
             input:
-                data=DATA.format(dataset=RUN_INDEX[(pack.study, pack.runs[0])].dataset_id),
-                stamps=[STAMP.format(study=pack.study, run=r) for r in pack.runs],
+                data=DATA.format(dataset=RUN_INDEX[(pack.study, pack.members[0])].dataset_id),
+                stamps=[STAMP.format(study=pack.study, run=r) for r in pack.members],
             output:
-                **train_outputs(pack.study, pack.runs),
+                **train_outputs(pack.study, pack.members),
             params:
                 resume_dir=f"{R}/{pack.study}/.partial",
             threads: config["threads"]
             resources:
-                mem_mb=grows_with_attempt(2000 + 100 * len(pack.runs)),
+                mem_mb=grows_with_attempt(2000 + 100 * len(pack.members)),
                 runtime=grows_with_attempt(120),
                 gpu=TRAIN_GPUS,
             log:

@@ -1,3 +1,4 @@
+from featscope.io import read_json
 from featscope.pipeline import data_job
 
-data_job(snakemake.params.task, snakemake.output[0])
+data_job(read_json(snakemake.input.stamp), snakemake.output[0])
