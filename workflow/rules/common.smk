@@ -1,6 +1,7 @@
 # Config validation, the run plan and output paths. No science here: the
 # library (src/featscope) does all the computing.
 import itertools
+import re
 import sys
 
 import yaml

@@ -1,9 +1,4 @@
-localrules:
-    plot,
-
-
-def plot_inputs(wildcards):
-    study = wildcards.study
+def plot_inputs(study):
     inputs = {
         "runs": RUNS_TABLE.format(study=study),
         "metrics": per_run(METRICS, study),
@@ -17,15 +12,23 @@ def plot_inputs(wildcards):
     return inputs
 
 
-rule plot:
-    """Seaborn figures, registered for `snakemake --report`."""
-    input:
-        unpack(plot_inputs),
-    output:
-        report(FIGURE, caption="../report/figure.rst", category="{study}"),
-    params:
-        axes=lambda w: axis_figures(w.study),
-    conda:
-        "../../envs/featscope.yaml"
-    script:
-        "../scripts/plot.py"
+# One job per study draws all its figures: a figure is quick, its job's start-up is not.
+for study in RUNS:
+    if figures_of(study):
+        rule:
+            name:
+                "plot_" + re.sub(r"\W", "_", study)
+            localrule: True
+            input:
+                **plot_inputs(study),
+            output:
+                [report(FIGURE.format(study=study, figure=f), caption="../report/figure.rst", category=study)
+                 for f in figures_of(study)],
+            params:
+                study=study,
+                figures=figures_of(study),
+                axes=axis_figures(study),
+            conda:
+                "../../envs/featscope.yaml"
+            script:
+                "../scripts/plot.py"

@@ -1,9 +1,6 @@
 from featscope.pipeline import plot_job
 
-plot_job(
-    snakemake.wildcards.figure,
-    snakemake.wildcards.study,
-    {key: snakemake.input.get(key) for key in ("runs", "phases", "regimes", "stages", "grokking", "scaling", "metrics", "observables")},
-    snakemake.output[0],
-    axes=dict(snakemake.params.axes),
-)
+paths = {key: snakemake.input.get(key)
+         for key in ("runs", "phases", "regimes", "stages", "grokking", "scaling", "metrics", "observables")}
+for figure, out in zip(snakemake.params.figures, snakemake.output):
+    plot_job(figure, snakemake.params.study, paths, out, axes=dict(snakemake.params.axes))
