@@ -107,6 +107,18 @@ def target_rule_names():
     return names
 
 
+def write_stamps():
+    """Each run's training config, each family's version + parameters and each task config
+    as a file, rewritten only when its content changes."""
+    for dataset, task in DATASETS.items():
+        write_stamp(DATA_STAMP.format(dataset=dataset), task)
+    for study, runs in RUNS.items():
+        for run in runs:
+            write_stamp(STAMP.format(study=study, run=run.id), run.train_config)
+        for family in families_of(study):
+            write_stamp(FAMILY_STAMP.format(study=study, family=family), family_config(study, family))
+
+
 def plan_packs():
     """Packs of the work that is due, as {rule name: Pack}.
 
@@ -117,15 +129,10 @@ def plan_packs():
     if workflow.exec_mode != ExecMode.DEFAULT:
         names = [n for n in target_rule_names() if "_pack_" in n]
         return {n: Pack(**read_json(PACK_FILE.format(name=n))) for n in names}
-    for dataset, task in DATASETS.items():
-        write_stamp(DATA_STAMP.format(dataset=dataset), task)
+    write_stamps()
     data = plan_datasets(DATASETS, {d: DATA.format(dataset=d) for d in DATASETS}, config["pack_size"])
     packs = {f"data_pack_{p.id}": p for p in data}
     for study, runs in RUNS.items():
-        for run in runs:
-            write_stamp(STAMP.format(study=study, run=run.id), run.train_config)
-        for family in families_of(study):
-            write_stamp(FAMILY_STAMP.format(study=study, family=family), family_config(study, family))
         train, observe = plan_study(study, [(r.id, r.train_config) for r in runs],
                                     {r.id: run_files(study, r) for r in runs},
                                     config["keep_checkpoints"], config["pack_size"])
