@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -26,7 +25,8 @@ from .config import fingerprint
 from .models import build_model
 from .tasks import task_kind, task_outputs
 from .batched_optim import VALUE_KEYS, BatchedOptimizer
-from .training import CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, loss_fn, resolve_device, versions
+from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state, loss_fn,
+                       resolve_device, versions)
 
 PACKABLE_MODELS = ("mlp", "modnet", "onehot")
 
@@ -207,15 +207,8 @@ def _save_state(path, key, st, pack, opt) -> None:
 
 
 def _restore(path, key, st, pack, opt) -> None:
-    """Load a saved pack state if it exists and belongs to these very configs."""
-    path = Path(path)
-    if not path.exists():
-        return
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        return  # a damaged partial state is worth less than a fresh start
-    if saved.get("key") != key:
+    saved = load_resume_state(path, key)
+    if saved is None:
         return
     with torch.no_grad():
         for k, v in pack.params.items():

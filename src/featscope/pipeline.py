@@ -36,9 +36,9 @@ def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_m
               device: str = "auto", threads: int = 1, log=None, resume_dir=None,
               resume_every: float = 60.0) -> None:
     """Train one run; a packable one through the packed path, so that its numbers do not
-    depend on whether it trained alone or in a pack. In-progress state lives in `resume_dir`, which is not a job
-    output, so it survives Snakemake deleting a killed job's outputs; it is
-    removed once the run's outputs are written."""
+    depend on whether it trained alone or in a pack. In-progress state lives in
+    `resume_dir`, which is not a job output, so it survives Snakemake deleting a killed
+    job's outputs; it is removed once the run's outputs are written."""
     torch.set_num_threads(threads)
     data = load_dataset(data_path)
     with open(log, "a") if log else open(os.devnull, "w") as log_file:

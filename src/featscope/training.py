@@ -239,16 +239,22 @@ def _save_state(path, key, st, model, opt, sched) -> None:
                 "shuffle": st["shuffle"].get_state()}, path)
 
 
-def _restore(path, key, st, model, opt, sched) -> None:
-    """Load a saved training state if it exists and belongs to this very config."""
+def load_resume_state(path, key) -> dict | None:
+    """A saved training state, if it exists, is readable and belongs to this very `key`
+    (a fingerprint of the config); else None: a fresh start."""
     path = Path(path)
     if not path.exists():
-        return
+        return None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:
-        return  # a damaged partial state is worth less than a fresh start
-    if saved.get("key") != key:
+        return None  # a damaged partial state is worth less than a fresh start
+    return saved if saved.get("key") == key else None
+
+
+def _restore(path, key, st, model, opt, sched) -> None:
+    saved = load_resume_state(path, key)
+    if saved is None:
         return
     model.load_state_dict(saved["model"])
     opt.load_state_dict(saved["opt"])
