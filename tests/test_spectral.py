@@ -120,3 +120,75 @@ def test_d_lr_matches_explicit_n_by_n_twin(problem):
     collapsed = 2.5 * np.hstack([q, np.zeros((len(q), 5))]) @ rot
     assert d_lr(collapsed, output) == pytest.approx(0.0, abs=1e-10)
     assert d_lr(phi, output) > 0.1
+
+
+@pytest.mark.parametrize("landmarks", [None, 60], ids=["exact", "nystrom"])
+def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks):
+    """The observe path's batched measures against the per-map reference, on a stack of
+    maps with a dead and a duplicated feature (rank-deficient) and a rank-1 output."""
+    from featscope.observables import spectral as sp
+
+    gen = torch.Generator().manual_seed(1)
+    phi = torch.relu(torch.randn(6, 120, 12, generator=gen) @ torch.randn(12, 12, generator=gen))
+    phi[:, :, 3] = 0
+    phi[:, :, 4] = 2 * phi[:, :, 5]
+    outputs = torch.randn(6, 120, 3, generator=gen)
+    outputs[2] = outputs[2, :, :1].expand(-1, 3)  # rank 1
+    target = one_hot(np.arange(120) % 3, 3)
+    eigen = sp.batched_eigensystems(phi, landmarks)
+    got = sp.batched_measure_arrays(phi, eigen, target, outputs)
+    bases = sp.batched_top_subspaces(phi, eigen, m=4)
+    for t in range(len(phi)):
+        ref_eigen = sp.eigensystem(phi[t].double().numpy(), landmarks)
+        ref = sp.measure_arrays(phi[t].double().numpy(), *ref_eigen, target, outputs[t])
+        assert [name for name, _, _ in got[t]] == [name for name, _, _ in ref]
+        for (name, k, v), (_, k_ref, v_ref) in zip(got[t], ref):
+            assert np.array_equal(k, k_ref), name
+            assert np.allclose(v, v_ref, rtol=1e-9, atol=1e-12), name
+        assert len(got[t][0][1]) == 10  # two of 12 directions dropped
+        ref_basis = sp.top_subspace(phi[t].double().numpy(), 4, landmarks)
+        assert bases[t].shape == ref_basis.shape
+        assert sp.subspace_drift(bases[t], ref_basis) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_batched_eigensystems_leave_wide_maps_to_the_reference():
+    from featscope.observables import spectral as sp
+
+    assert sp.batched_eigensystems(torch.randn(2, 10, 30)) is None
+    assert sp.batched_eigensystems(torch.randn(2, 100, 30), landmarks=20) is None
+
+
+@pytest.mark.parametrize("width", [8, 64], ids=["batched", "wider-than-samples"])
+def test_spectral_family_matches_per_checkpoint_reference(width):
+    """The observe family (batched, or one map at a time when p > n) against `spectral` and
+    `eigen_drift` applied checkpoint by checkpoint."""
+    from featscope.models import build_model
+    from featscope.observe import observe_run
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 40, "n_test": 0, "seed": 0},
+           "model": {"name": "mlp", "width": width, "depth": 1},
+           "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 30, "loss": "mse"},
+           "schedule": {"every": 10}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    frame = observe_run("r", "spectral", bundle, data, {"top": 3})
+    x = torch.as_tensor(data["x_train"])
+    maps = []
+    for i, step in enumerate(bundle["steps"].tolist()):
+        model = build_model(cfg["model"], 3, 1)
+        model.load_state_dict({k: v[i] for k, v in bundle["params"].items()})
+        with torch.no_grad():
+            out, feats = model.forward_features(x)
+        phi = feats.penultimate.double().numpy()
+        maps.append(phi)
+        ref = spectral(phi, data["y_train"], out)
+        rows = frame[frame.step == step]
+        # The observe path's float32 outputs round apart from nn.Linear's (1e-6 for the
+        # measures that read them, shares of at most 1); the features themselves agree.
+        for name, tol in [("eigenvalue", 1e-10), ("quality", 1e-10), ("effective_dim", 1e-10),
+                          ("utility", 1e-6), ("d_lr", 1e-6)]:
+            assert np.allclose(values(rows, name), values(ref, name), rtol=tol, atol=tol), name
+        assert values(rows, "drift_init") == pytest.approx(eigen_drift(maps[0], phi, m=3), abs=1e-9)
+        assert values(rows, "drift_prev") == pytest.approx(eigen_drift(maps[max(i - 1, 0)], phi, m=3), abs=1e-9)

@@ -254,7 +254,8 @@ def test_damaged_checkpoint_is_named_moved_aside_and_rebuilt(tiny_results):
 
 
 def test_second_snakemake_on_the_same_directory_is_refused(tmp_path, repo):
-    write_config(tmp_path, {"studies": {"tiny": sin2_study()}})
+    # Long enough training that the first run still holds its lock when the second starts.
+    write_config(tmp_path, {"studies": {"tiny": sin2_study(train={"steps": 20000, "loss": "mse"}, schedule={"every": 2000})}})
     argv = [sys.executable, "-m", "snakemake", "--snakefile", os.path.join(repo, "Snakefile"),
             "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -28,6 +28,7 @@ class BatchedOptimizer:
         self.momentum = [float(o.get("momentum", 0.0)) for o in optims]
         self.t = 0  # optimiser steps taken
         self.state = [{} for _ in params]
+        self._shaped = {}  # per-run values shaped for each parameter, made once
 
     def lrs(self) -> list[float]:
         """Each run's learning rate at this step (linear warm-up, as train_one's LambdaLR)."""
@@ -44,13 +45,19 @@ class BatchedOptimizer:
         update = self._sgd if self.name == "sgd" else self._adam
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
-                update(p, p.grad, state, self._per_run(lrs, p), self._per_run(self.weight_decay, p),
-                       self._per_run(self.momentum, p))
+                update(p, p.grad, state, self._per_run("lr", lrs, p),
+                       self._per_run("weight_decay", self.weight_decay, p),
+                       self._per_run("momentum", self.momentum, p))
 
-    @staticmethod
-    def _per_run(values, p):
-        """Per-run values shaped to broadcast over a stacked parameter (S, ...)."""
-        return torch.tensor(values, dtype=p.dtype, device=p.device).view(-1, *[1] * (p.dim() - 1))
+    def _per_run(self, name, values, p):
+        """Per-run values shaped to broadcast over a stacked parameter (S, ...). Constant
+        values (all but a warming-up learning rate) are shaped once per parameter."""
+        key = (name, p.dim(), p.dtype, p.device)
+        if key in self._shaped and self._shaped[key][0] == values:
+            return self._shaped[key][1]
+        shaped = torch.tensor(values, dtype=p.dtype, device=p.device).view(-1, *[1] * (p.dim() - 1))
+        self._shaped[key] = (values, shaped)
+        return shaped
 
     def _adam(self, p, grad, state, lr, wd, _):
         beta1, beta2 = ADAM_BETAS

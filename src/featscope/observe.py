@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch.func import functional_call, vmap
 
+from ._allocator import keep_freed_memory
 from .models import Features, build_model
 from .observables import FAMILIES
 
@@ -90,6 +91,7 @@ def observe_run(run_id: str, family: str, bundle: dict, data: dict, params: dict
 def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> dict[str, pd.DataFrame]:
     """Rows of several families (name -> params) of one run. Families that read the same
     split share each chunk's features: one batched forward pass serves them all."""
+    keep_freed_memory()
     by_split: dict[str, dict] = {}
     for name, params in families.items():
         params = {k: v for k, v in (params or {}).items() if k != "version"}

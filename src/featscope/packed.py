@@ -1,5 +1,5 @@
 """Packed training: runs that share shapes trained in one process, with batched
-parameters (``torch.func.vmap`` over stacked weights).
+parameters (stacked weights in batched matrix products, `stacked`).
 
 Each run keeps its own parameters, optimiser state (Adam, AdamW and SGD are elementwise, so
 one optimiser over the stacked tensors is S independent ones), data order, metrics rows,
@@ -11,18 +11,19 @@ warm-up length; see `batched_optim`); `pack_key` says which runs can share a pac
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 
 import pandas as pd
 import torch
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from . import schedules
+from ._allocator import keep_freed_memory
 from .config import fingerprint
 from .models import build_model
+from .stacked import stacked_forward
 from .tasks import task_kind, task_outputs
 from .batched_optim import VALUE_KEYS, BatchedOptimizer
 from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state, loss_fn,
@@ -59,12 +60,18 @@ class _Pack:
             torch.manual_seed(c["seed"])
             models.append(build_model(c["model"], _in_dim(x, c["model"]["name"]), out_dim).to(device))
         self.params, _ = stack_module_state(models)
-        base = copy.deepcopy(models[0]).to("meta")
-        self.shared = vmap(lambda p, xb: functional_call(base, p, (xb,)), in_dims=(0, None))
-        self.own = vmap(lambda p, xb: functional_call(base, p, (xb,)))  # one batch per run
+        self.model_cfg = configs[0]["model"]
         if configs[0]["optim"].get("train", "all") == "readout":  # frozen features
             for name, p in self.params.items():
                 p.requires_grad_(name.startswith("readout."))
+
+    def shared(self, x):
+        """Outputs (S, n, out) on inputs all runs share."""
+        return stacked_forward(self.model_cfg, self.params, x, shared=True)
+
+    def own(self, xs):
+        """Outputs (S, n, out) on one batch per run, xs (S, n, ...)."""
+        return stacked_forward(self.model_cfg, self.params, xs, shared=False)
 
     def trainable(self):
         return [p for p in self.params.values() if p.requires_grad]
@@ -79,6 +86,7 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
     """Train runs that share a `pack_key` together; one RunResult per run, as
     `train_one` would give. With `resume_path`, the pack's state is saved there every
     `resume_every` seconds and a restarted pack resumes from it."""
+    keep_freed_memory()
     configs = [cfg for _, cfg in runs]
     _check_packable(configs)
     cfg = configs[0]
@@ -102,10 +110,10 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
         with torch.no_grad():
             if xs is None:
                 xs, ys = tensors[f"x_{split}"], tensors[f"y_{split}"]
-                out = pack.shared(pack.params, xs)
+                out = pack.shared(xs)
                 ys = ys.expand(n, *ys.shape)
             else:
-                out = pack.own(pack.params, xs)
+                out = pack.own(xs)
             return criterion(out, ys), _accuracies(out, ys, kind)
 
     st = {"step": 0, "orders": [torch.arange(len(x)) for _ in runs],
@@ -127,11 +135,11 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
         if batch < len(x) and pos < batch:
             st["orders"] = [torch.randperm(len(x), generator=g) for g in st["shuffles"]]
         if batch >= len(x):
-            out = pack.shared(pack.params, x)
+            out = pack.shared(x)
             yb = y.expand(n, *y.shape)
         else:
             idx = torch.stack([o[pos:pos + batch] for o in st["orders"]]).to(device)
-            out, yb = pack.own(pack.params, x[idx]), y[idx]
+            out, yb = pack.own(x[idx]), y[idx]
         loss = criterion(out, yb)
         values = loss.detach().cpu().tolist()
         accs = _accuracies(out.detach(), yb, kind).tolist()

@@ -55,20 +55,17 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     layer = params.get("layer") or list(snap.features.post)[-1]
     landmarks, top = params.get("landmarks"), params.get("top", 10)
     target = _targets(snap)
+    feats, output = snap.features.layers()[layer], snap.output
+    finite = (torch.isfinite(feats).flatten(1).all(dim=1) & torch.isfinite(output).flatten(1).all(dim=1))
+    at = np.flatnonzero(finite.numpy())  # a diverged checkpoint has no spectrum
+    measures, bases = _spectra(feats[at], output[at], target, landmarks, top)
     steps, names, ks, values = [], [], [], []
-    for i, step in enumerate(snap.steps):
-        feats = snap.features.layers()[layer][i]
-        if not (torch.isfinite(feats).all() and torch.isfinite(snap.output[i]).all()):
-            continue  # a diverged checkpoint has no spectrum
-        feats = feats.double().numpy()
-        eigen = _sp.eigensystem(feats, landmarks)  # once, for the measures and the drift
-        basis = _sp.top_subspace(feats, top, eigen=eigen)
+    for step, parts, basis in zip(snap.steps[at], measures, bases):
         state.setdefault("init", basis)
         drift = [("drift_init", _sp.subspace_drift(state["init"], basis)),
                  ("drift_prev", _sp.subspace_drift(state.get("prev", basis), basis))]
         state["prev"] = basis
-        parts = _sp.measure_arrays(feats, *eigen, target, snap.output[i])
-        parts += [(name, np.zeros(1, int), np.array([value])) for name, value in drift]
+        parts = parts + [(name, np.zeros(1, int), np.array([value])) for name, value in drift]
         for name, k, v in parts:
             steps.append(np.full(len(v), int(step)))
             names.append(np.repeat(name, len(v)))
@@ -79,6 +76,21 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     k = np.concatenate(ks)
     return pd.DataFrame({"step": np.concatenate(steps), "observable": np.concatenate(names), "layer": layer,
                          "k": pd.Series(k, dtype="Int64").mask(k == 0), "value": np.concatenate(values)})
+
+
+def _spectra(feats, output, target, landmarks, top) -> tuple[list, list]:
+    """Per checkpoint: the measures' arrays and the top-`top` eigenfunction basis. Batched
+    over checkpoints; one map at a time when there are fewer samples than features."""
+    eigen = _sp.batched_eigensystems(feats, landmarks) if len(feats) else None
+    if eigen is not None:
+        return (_sp.batched_measure_arrays(feats, eigen, target, output),
+                _sp.batched_top_subspaces(feats, eigen, top))
+    measures, bases = [], []
+    for phi, out in zip(feats.double().numpy(), output):
+        eigen = _sp.eigensystem(phi, landmarks)  # once, for the measures and the drift
+        measures.append(_sp.measure_arrays(phi, *eigen, target, out))
+        bases.append(_sp.top_subspace(phi, top, eigen=eigen))
+    return measures, bases
 
 
 def _scalar_rows(step, layer, values: dict) -> list[tuple]:

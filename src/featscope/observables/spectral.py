@@ -180,3 +180,111 @@ def subspace_drift(ua: np.ndarray, ub: np.ndarray) -> float:
     if width == 0:
         return float("nan")
     return float(max(0.0, 1.0 - ((ua.T @ ub) ** 2).sum() / width))  # clip rounding below 0
+
+
+# ---- Batched over checkpoints: the same measures for a stack of feature maps (T, n, p). ----
+# One eigendecomposition per checkpoint is unavoidable; everything else is computed in
+# feature space from p × C products, so no n × r eigenfunction matrix is ever formed except
+# the top `m` columns the drift needs. `spectral` above is the per-map reference (the tests'
+# twin) and handles the case this does not: fewer (landmark) samples than features.
+
+
+def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None, rtol: float = 1e-10):
+    """ρ (T, p) descending, U (T, p, p), the kept mask (T, p) and the Gram matrices ΦᵀΦ
+    (T, p, p; None with landmarks) of a stack of feature maps, or None when there are fewer
+    (landmark) samples than features."""
+    phi = features.double()
+    sub = phi
+    if landmarks is not None and landmarks < phi.shape[1]:
+        sub = phi[:, np.linspace(0, phi.shape[1] - 1, landmarks).round().astype(int)]
+    if sub.shape[1] < sub.shape[2]:
+        return None
+    gram = sub.mT @ sub
+    rho, u = torch.linalg.eigh(gram / sub.shape[1])
+    rho, u = rho.flip(-1), u.flip(-1)
+    keep = rho > rtol * rho[:, :1].clamp(min=0.0)
+    return rho, u, keep, gram if sub is phi else None
+
+
+def batched_measure_arrays(features: torch.Tensor, eigen, target, outputs: torch.Tensor) -> list[list]:
+    """`measure_arrays` for each of T checkpoints: features (T, n, p), outputs (T, n, C),
+    target (n, C) or (n,) shared by all."""
+    phi = features.double()
+    rho, u, keep, gram = eigen
+    n = phi.shape[1]
+    f_star = torch.as_tensor(_as_matrix(target))
+    f_hat = outputs.double().reshape(*outputs.shape[:2], -1)
+    scale = torch.where(keep, rho, torch.ones_like(rho)).sqrt() * n
+    quality = _batched_shares(phi, u, scale, f_star.expand(len(phi), *f_star.shape))
+    utility = _batched_shares(phi, u, scale, f_hat)
+    d = _batched_d_lr(phi, f_hat, gram)
+    rows = []
+    for t in range(len(phi)):
+        r = int(keep[t].sum())
+        q, ut, ev = quality[t, :r].numpy(), utility[t, :r].numpy(), rho[t, :r].numpy()
+        per_k = {"eigenvalue": ev, "quality": q, "utility": ut, "cum_quality": np.cumsum(q),
+                 "cum_utility": np.cumsum(ut)}
+        scalars = {"effective_dim": entropy_dim(ev), "effective_dim_quality": entropy_dim(q),
+                   "effective_dim_utility": entropy_dim(ut), "d_lr": d[t]}
+        k = np.arange(1, r + 1)
+        rows.append([(name, k, np.asarray(v, dtype=float)) for name, v in per_k.items()]
+                    + [(name, np.zeros(1, int), np.array([v], dtype=float)) for name, v in scalars.items()])
+    return rows
+
+
+def _batched_shares(phi, u, scale, funcs) -> torch.Tensor:
+    """Q_k = Σ_c ⟨e_k, f_c⟩² / Σ_c ‖f_c‖² with ⟨e_k, f⟩ = u_kᵀ Φᵀ f / (n √ρ_k): (T, p)."""
+    n = phi.shape[1]
+    inner = (u.mT @ (phi.mT @ funcs)) / scale.unsqueeze(-1)  # (T, p, C)
+    norm = (funcs ** 2).sum(dim=(1, 2)) / n
+    shares = (inner ** 2).sum(dim=-1) / torch.where(norm > 0, norm, torch.ones_like(norm)).unsqueeze(-1)
+    return torch.where(norm.unsqueeze(-1) > 0, shares, torch.zeros_like(shares))
+
+
+def _batched_d_lr(phi, outputs, gram=None) -> list[float]:
+    """`d_lr` for each checkpoint, its n-sized products batched; the 2 × 2 fits one by one.
+    With the Gram matrices ΦᵀΦ at hand, the centred ones are ΦᵀΦ − n·μμᵀ (μ the feature means)."""
+    n = phi.shape[1]
+    q_all, s, _ = torch.linalg.svd(outputs, full_matrices=False)
+    q_keep = s > 1e-10 * s[:, :1]
+    q = q_all * q_keep.unsqueeze(1)  # dropped directions as zero columns
+    colsum = phi.sum(dim=1)  # (T, p)
+    k_j = (colsum ** 2).sum(-1) / n
+    k_p = ((phi.mT @ q) ** 2).sum(dim=(1, 2))
+    j_p = (q.sum(dim=1) ** 2).sum(-1) / n
+    phi_c = phi - phi.mean(dim=1, keepdim=True)
+    q_c = q - q.mean(dim=1, keepdim=True)
+    cross = ((phi_c.mT @ q_c) ** 2).sum(dim=(1, 2))
+    if gram is None:
+        gram_c = phi_c.mT @ phi_c
+    else:
+        mean = colsum / n
+        gram_c = gram - n * mean.unsqueeze(-1) * mean.unsqueeze(-2)
+    norm_k = torch.linalg.matrix_norm(gram_c)
+    norm_p = torch.linalg.matrix_norm(q_c.mT @ q_c)
+    values = []
+    for t in range(len(phi)):
+        rank = float(q_keep[t].sum()) if s[t, 0] > 0 else 0.0
+        gram = np.array([[1.0, float(j_p[t])], [float(j_p[t]), rank]])
+        _, a2 = _nnls2(gram, np.array([float(k_j[t]), float(k_p[t])]))
+        if a2 <= 0 or norm_k[t] == 0 or norm_p[t] == 0:
+            values.append(1.0)
+        else:
+            values.append(float(1.0 - cross[t] / (norm_k[t] * norm_p[t])))
+    return values
+
+
+def batched_top_subspaces(features: torch.Tensor, eigen, m: int) -> list[np.ndarray]:
+    """`top_subspace` for each checkpoint: orthonormal n × m' bases (m' ≤ m)."""
+    phi = features.double()
+    rho, u, keep, _ = eigen
+    width = min(m, rho.shape[1])
+    kept = keep[:, :width]
+    scale = torch.where(kept, rho[:, :width], torch.ones_like(rho[:, :width])).sqrt()
+    e_top = phi @ u[:, :, :width] / scale.unsqueeze(1) * kept.unsqueeze(1)
+    basis, s, _ = torch.linalg.svd(e_top, full_matrices=False)
+    bases = []
+    for t in range(len(phi)):
+        ok = s[t] > 1e-10 * s[t, 0] if s[t, 0] > 0 else torch.zeros_like(s[t], dtype=torch.bool)
+        bases.append(basis[t][:, ok].numpy())
+    return bases
