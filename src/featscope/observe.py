@@ -1,8 +1,9 @@
 """Observation: stacked checkpoints -> features -> long-form observable rows.
 
-Checkpoints of one run are evaluated in chunks with ``torch.func.vmap`` over
-the stacked parameters, so a chunk of checkpoints costs one batched forward
-pass instead of one pass per checkpoint.
+Checkpoints of one run are evaluated in chunks, batched over their stacked
+parameters (the packed trainer's products, or ``torch.func.vmap`` for the
+vision models), so a chunk of checkpoints costs one batched forward pass
+instead of one pass per checkpoint.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch.func import functional_call, vmap
 from ._allocator import keep_freed_memory
 from .models import Features, build_model
 from .observables import FAMILIES
+from .stacked import STACKED_MODELS, stacked_features
 
 COLUMNS = ["run", "step", "observable", "layer", "k", "value"]
 
@@ -68,19 +70,31 @@ class _FeaturesView(torch.nn.Module):
 
 def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int = 64):
     """Yield `Snapshot`s over a checkpoint bundle, `chunk` checkpoints at a time."""
-    view = _FeaturesView(build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"])).eval()
     x = torch.as_tensor(data[f"x_{split}"])
     x = x.float() if x.is_floating_point() else x.long()
     target = torch.as_tensor(data[f"y_{split}"])
-    batched = vmap(lambda p: functional_call(view, {f"m.{k}": v for k, v in p.items()}, (x,)))
+    forward = _batched_forward(bundle, x)
     steps = bundle["steps"].numpy()
     for lo in range(0, len(steps), chunk):
         params = {k: (v[lo:lo + chunk].float() if v.is_floating_point() else v[lo:lo + chunk])
                   for k, v in bundle["params"].items()}
         with torch.no_grad():
-            out, inputs, pre, post = batched(params)
-        yield Snapshot(steps[lo:lo + chunk], params, Features(inputs, pre, post), out, target,
-                       bundle, data, split)
+            out, features = forward(params)
+        yield Snapshot(steps[lo:lo + chunk], params, features, out, target, bundle, data, split)
+
+
+def _batched_forward(bundle: dict, x: torch.Tensor):
+    """params stacked over checkpoints -> (outputs, Features): the packed trainer's batched
+    products where the model has them, else vmap over the model's own forward."""
+    if bundle["model"]["name"] in STACKED_MODELS:
+        return lambda params: stacked_features(bundle["model"], params, x, shared=True)
+    view = _FeaturesView(build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"])).eval()
+    batched = vmap(lambda p: functional_call(view, {f"m.{k}": v for k, v in p.items()}, (x,)))
+
+    def forward(params):
+        out, inputs, pre, post = batched(params)
+        return out, Features(inputs, pre, post)
+    return forward
 
 
 def observe_run(run_id: str, family: str, bundle: dict, data: dict, params: dict | None = None) -> pd.DataFrame:

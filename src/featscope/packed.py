@@ -23,13 +23,13 @@ from . import schedules
 from ._allocator import keep_freed_memory
 from .config import fingerprint
 from .models import build_model
-from .stacked import stacked_forward
+from .stacked import STACKED_MODELS, stacked_forward
 from .tasks import task_kind, task_outputs
 from .batched_optim import VALUE_KEYS, BatchedOptimizer
 from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state, loss_fn,
                        resolve_device, versions)
 
-PACKABLE_MODELS = ("mlp", "modnet", "onehot")
+PACKABLE_MODELS = STACKED_MODELS
 
 
 def pack_key(cfg: dict) -> str | None:

@@ -13,12 +13,21 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import one_hot
 
-from .models import ACTIVATIONS
+from .models import ACTIVATIONS, Features
+
+STACKED_MODELS = ("mlp", "modnet", "onehot")
 
 
 def stacked_forward(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
                     shared: bool) -> torch.Tensor:
     """Outputs (S, n, out) of the S runs whose parameters are stacked in `params`."""
+    return stacked_features(model_cfg, params, x, shared)[0]
+
+
+def stacked_features(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
+                     shared: bool) -> tuple[torch.Tensor, Features]:
+    """Outputs (S, n, out) and `Features` (tensors (S, n, ...)), as `forward_features` gives
+    one model; S are runs of a pack, or checkpoints of one run."""
     runs = next(iter(params.values())).shape[0]
     if model_cfg["name"] == "mlp":
         h = x.flatten(1) if shared else x.flatten(2)  # images go in as vectors
@@ -26,12 +35,15 @@ def stacked_forward(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.T
         h = _encode(model_cfg["name"], params, x, shared)
     if h.dim() == 2:
         h = h.expand(runs, *h.shape)
+    inputs, pre, post = h, {}, {}
     act = ACTIVATIONS[model_cfg.get("activation", "square" if model_cfg["name"] == "onehot" else "relu")]
     layer = 0
     while f"hidden.{layer}.weight" in params:
-        h = act(_linear(h, params, f"hidden.{layer}"))
+        name = f"h{layer + 1}"
+        pre[name] = _linear(h, params, f"hidden.{layer}")
+        h = post[name] = act(pre[name])
         layer += 1
-    return _linear(h, params, "readout")
+    return _linear(h, params, "readout"), Features(inputs, pre, post)
 
 
 def _linear(h: torch.Tensor, params: dict, name: str) -> torch.Tensor:

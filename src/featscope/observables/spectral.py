@@ -211,66 +211,71 @@ def batched_measure_arrays(features: torch.Tensor, eigen, target, outputs: torch
     target (n, C) or (n,) shared by all."""
     phi = features.double()
     rho, u, keep, gram = eigen
-    n = phi.shape[1]
-    f_star = torch.as_tensor(_as_matrix(target))
-    f_hat = outputs.double().reshape(*outputs.shape[:2], -1)
+    t, n, _ = phi.shape
+    f_star = torch.as_tensor(_as_matrix(target)).expand(t, -1, -1)
+    f_hat = outputs.double().reshape(t, n, -1)
+    q, q_rank = _output_bases(f_hat)
+    ones = torch.ones(t, n, 1, dtype=phi.dtype)
+    # Everything below needs Φ only through Φᵀ[f*, f̂, q, 1]: one pass over the features.
+    proj = phi.mT @ torch.cat([f_star, f_hat, q, ones], dim=-1)
+    p_star, p_hat, p_q, colsum = proj.split([f_star.shape[-1], f_hat.shape[-1], q.shape[-1], 1], dim=-1)
     scale = torch.where(keep, rho, torch.ones_like(rho)).sqrt() * n
-    quality = _batched_shares(phi, u, scale, f_star.expand(len(phi), *f_star.shape))
-    utility = _batched_shares(phi, u, scale, f_hat)
-    d = _batched_d_lr(phi, f_hat, gram)
+    quality, utility = _batched_shares(u, scale, p_star, f_star), _batched_shares(u, scale, p_hat, f_hat)
+    if gram is None:  # landmarks: the Gram of all n samples was not formed
+        gram = phi.mT @ phi
+    d = _batched_d_lr(gram, colsum.squeeze(-1), q, q_rank, p_q, n)
     rows = []
-    for t in range(len(phi)):
-        r = int(keep[t].sum())
-        q, ut, ev = quality[t, :r].numpy(), utility[t, :r].numpy(), rho[t, :r].numpy()
-        per_k = {"eigenvalue": ev, "quality": q, "utility": ut, "cum_quality": np.cumsum(q),
-                 "cum_utility": np.cumsum(ut)}
-        scalars = {"effective_dim": entropy_dim(ev), "effective_dim_quality": entropy_dim(q),
-                   "effective_dim_utility": entropy_dim(ut), "d_lr": d[t]}
+    for i in range(t):
+        r = int(keep[i].sum())
+        q_i, u_i, ev = quality[i, :r].numpy(), utility[i, :r].numpy(), rho[i, :r].numpy()
+        per_k = {"eigenvalue": ev, "quality": q_i, "utility": u_i, "cum_quality": np.cumsum(q_i),
+                 "cum_utility": np.cumsum(u_i)}
+        scalars = {"effective_dim": entropy_dim(ev), "effective_dim_quality": entropy_dim(q_i),
+                   "effective_dim_utility": entropy_dim(u_i), "d_lr": d[i]}
         k = np.arange(1, r + 1)
         rows.append([(name, k, np.asarray(v, dtype=float)) for name, v in per_k.items()]
                     + [(name, np.zeros(1, int), np.array([v], dtype=float)) for name, v in scalars.items()])
     return rows
 
 
-def _batched_shares(phi, u, scale, funcs) -> torch.Tensor:
-    """Q_k = Σ_c ⟨e_k, f_c⟩² / Σ_c ‖f_c‖² with ⟨e_k, f⟩ = u_kᵀ Φᵀ f / (n √ρ_k): (T, p)."""
-    n = phi.shape[1]
-    inner = (u.mT @ (phi.mT @ funcs)) / scale.unsqueeze(-1)  # (T, p, C)
+def _output_bases(outputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal bases of the output columns (T, n, C), dropped directions as zero
+    columns, and their ranks, as `_orthonormal_basis` gives one map."""
+    q, s, _ = torch.linalg.svd(outputs, full_matrices=False)
+    kept = (s > 1e-10 * s[:, :1]) & (s[:, :1] > 0)
+    return q * kept.unsqueeze(1), kept.sum(-1)
+
+
+def _batched_shares(u, scale, proj, funcs) -> torch.Tensor:
+    """Q_k = Σ_c ⟨e_k, f_c⟩² / Σ_c ‖f_c‖² with ⟨e_k, f⟩ = u_kᵀ Φᵀ f / (n √ρ_k), from
+    proj = Φᵀ f: (T, p)."""
+    n = funcs.shape[1]
+    inner = (u.mT @ proj) / scale.unsqueeze(-1)  # (T, p, C)
     norm = (funcs ** 2).sum(dim=(1, 2)) / n
     shares = (inner ** 2).sum(dim=-1) / torch.where(norm > 0, norm, torch.ones_like(norm)).unsqueeze(-1)
     return torch.where(norm.unsqueeze(-1) > 0, shares, torch.zeros_like(shares))
 
 
-def _batched_d_lr(phi, outputs, gram=None) -> list[float]:
-    """`d_lr` for each checkpoint, its n-sized products batched; the 2 × 2 fits one by one.
-    With the Gram matrices ΦᵀΦ at hand, the centred ones are ΦᵀΦ − n·μμᵀ (μ the feature means)."""
-    n = phi.shape[1]
-    q_all, s, _ = torch.linalg.svd(outputs, full_matrices=False)
-    q_keep = s > 1e-10 * s[:, :1]
-    q = q_all * q_keep.unsqueeze(1)  # dropped directions as zero columns
-    colsum = phi.sum(dim=1)  # (T, p)
+def _batched_d_lr(gram, colsum, q, q_rank, p_q, n) -> list[float]:
+    """`d_lr` for each checkpoint from ΦᵀΦ, Φᵀ1, the output bases q and Φᵀq; the 2 × 2
+    fits one by one. Centring: ΦcᵀΦc = ΦᵀΦ − n·μμᵀ and Φcᵀq_c = Φᵀq − Φᵀ1·q̄ᵀ."""
+    mean = colsum / n
     k_j = (colsum ** 2).sum(-1) / n
-    k_p = ((phi.mT @ q) ** 2).sum(dim=(1, 2))
-    j_p = (q.sum(dim=1) ** 2).sum(-1) / n
-    phi_c = phi - phi.mean(dim=1, keepdim=True)
+    k_p = (p_q ** 2).sum(dim=(1, 2))
+    q_sum = q.sum(dim=1)  # (T, C)
+    j_p = (q_sum ** 2).sum(-1) / n
+    cross = ((p_q - colsum.unsqueeze(-1) * (q_sum / n).unsqueeze(1)) ** 2).sum(dim=(1, 2))
+    norm_k = torch.linalg.matrix_norm(gram - n * mean.unsqueeze(-1) * mean.unsqueeze(-2))
     q_c = q - q.mean(dim=1, keepdim=True)
-    cross = ((phi_c.mT @ q_c) ** 2).sum(dim=(1, 2))
-    if gram is None:
-        gram_c = phi_c.mT @ phi_c
-    else:
-        mean = colsum / n
-        gram_c = gram - n * mean.unsqueeze(-1) * mean.unsqueeze(-2)
-    norm_k = torch.linalg.matrix_norm(gram_c)
     norm_p = torch.linalg.matrix_norm(q_c.mT @ q_c)
     values = []
-    for t in range(len(phi)):
-        rank = float(q_keep[t].sum()) if s[t, 0] > 0 else 0.0
-        gram = np.array([[1.0, float(j_p[t])], [float(j_p[t]), rank]])
-        _, a2 = _nnls2(gram, np.array([float(k_j[t]), float(k_p[t])]))
-        if a2 <= 0 or norm_k[t] == 0 or norm_p[t] == 0:
+    for i in range(len(gram)):
+        gram_2 = np.array([[1.0, float(j_p[i])], [float(j_p[i]), float(q_rank[i])]])
+        _, a2 = _nnls2(gram_2, np.array([float(k_j[i]), float(k_p[i])]))
+        if a2 <= 0 or norm_k[i] == 0 or norm_p[i] == 0:
             values.append(1.0)
         else:
-            values.append(float(1.0 - cross[t] / (norm_k[t] * norm_p[t])))
+            values.append(float(1.0 - cross[i] / (norm_k[i] * norm_p[i])))
     return values
 
 
