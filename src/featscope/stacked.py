@@ -47,10 +47,43 @@ def stacked_features(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.
 
 
 def _linear(h: torch.Tensor, params: dict, name: str) -> torch.Tensor:
-    out = torch.bmm(h, params[f"{name}.weight"].transpose(1, 2))
-    bias = params.get(f"{name}.bias")
-    # In place, and not baddbmm: that took 3.1 ms where bmm and add_ take 2.4 (16 runs, 100 x 100).
-    return out if bias is None else out.add_(bias.unsqueeze(1))
+    return _StackedLinear.apply(h, params[f"{name}.weight"], params.get(f"{name}.bias"))
+
+
+class _StackedLinear(torch.autograd.Function):
+    """h (S, n, in) @ Wᵀ + b per run, with a backward that picks the fast orientation of each
+    product. Autograd's own bmm backward forms the weight gradient as hᵀ·g, an (in × out)
+    product: for a one-unit readout that is 16 matrix-vector products, 1.2 ms where gᵀ·h
+    takes 0.08 ms (16 runs of the blog MLP). Both orientations give the same sums."""
+
+    @staticmethod
+    def forward(h, weight, bias):
+        out = torch.bmm(h, weight.transpose(1, 2))
+        # In place, and not baddbmm: that took 3.1 ms where bmm and add_ take 2.4 (16 runs, 100 x 100).
+        return out if bias is None else out.add_(bias.unsqueeze(1))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        h, weight, bias = inputs
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, weight = ctx.saved_tensors
+        grad_h = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            # An outer product when there is one output unit: a broadcast product, not a bmm.
+            grad_h = grad * weight if weight.shape[1] == 1 else torch.bmm(grad, weight)
+        if ctx.needs_input_grad[1]:
+            out_dim, in_dim = weight.shape[1:]
+            if out_dim <= in_dim:
+                grad_w = torch.bmm(grad.transpose(1, 2), h)
+            else:
+                grad_w = torch.bmm(h.transpose(1, 2), grad).transpose(1, 2)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(dim=1)
+        return grad_h, grad_w, grad_b
 
 
 def _encode(name: str, params: dict, x: torch.Tensor, shared: bool) -> torch.Tensor:
