@@ -87,11 +87,12 @@ print(json.dumps({{"seconds": seconds, "rss_mb": resource.getrusage(resource.RUS
 
 def packed_seconds(seeds: int, threads: int = 1) -> dict:
     code = PRELUDE + f"""
-from featscope.packed import train_packed
+from featscope.packed import iter_train_packed, train_packed
 runs = [(f"s{{s}}", dict(cfg, seed=s)) for s in range({seeds})]
 train_packed([(r, dict(c, train=dict(c["train"], steps=5))) for r, c in runs], data)  # warm-up
 t = time.perf_counter()
-train_packed(runs, data)
+for result in iter_train_packed(runs, data):  # as a training job: one run in memory at a time
+    del result
 print(json.dumps({{"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """

@@ -1,4 +1,6 @@
 """Packed training against its twin: each run trained alone with `train_one`."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,3 +120,58 @@ def test_a_runs_numbers_do_not_depend_on_its_pack(cfg):
             for name, stack in in_pack[i].checkpoints["params"].items():
                 assert torch.equal(result.checkpoints["params"][name], stack), name
             pd.testing.assert_frame_equal(result.metrics, in_pack[i].metrics)
+
+
+def test_pack_killed_between_checkpoint_and_state_resumes_identically(tmp_path, monkeypatch):
+    """Checkpoints go to per-run files as they are taken; a pack killed after writing some
+    that its last saved state does not know of drops them on resume, and a state whose
+    files are gone is not resumed at all."""
+    data = make_dataset(SIN2["task"])
+    runs = [(f"seed-{s}", dict(SIN2, seed=s, checkpoint_dtype="bfloat16")) for s in (0, 1)]
+    whole = train_packed(runs, data)
+    state = tmp_path / "pack.pt"
+    real, calls = packed._Spill.append, {"n": 0}
+
+    def killed_after_fifth_checkpoint(self, i, params):
+        real(self, i, params)
+        calls["n"] += 1
+        if calls["n"] == 2 * 5:  # both runs' fifth checkpoint written
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(packed._Spill, "append", killed_after_fifth_checkpoint)
+    with pytest.raises(KeyboardInterrupt):  # the state is saved before each step's checkpoint
+        train_packed(runs, data, resume_path=state, resume_every=0.0)
+    monkeypatch.setattr(packed._Spill, "append", real)
+    spill = state.with_suffix(".checkpoints")
+    assert [len(s) for s in torch.load(state, weights_only=False)["saved_steps"]] == [4, 4]
+    record = sum(v[0].numel() * 2 for v in whole[0].checkpoints["params"].values())  # bfloat16
+    assert (spill / "run-0.bin").stat().st_size == 5 * record  # one more than the state knows of
+    resumed = train_packed(runs, data, resume_path=state, resume_every=0.0)
+    assert not spill.exists()  # removed once the pack is done
+    for a, b in zip(whole, resumed):
+        assert torch.equal(a.checkpoints["steps"], b.checkpoints["steps"])
+        for name, stack in a.checkpoints["params"].items():
+            assert stack.dtype == torch.bfloat16
+            assert torch.equal(b.checkpoints["params"][name], stack), name
+    # A state without its checkpoint files starts afresh, to the same result.
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(packed._Spill, "append", killed_after_fifth_checkpoint)
+        calls["n"] = 0
+        train_packed(runs, data, resume_path=state, resume_every=0.0)
+    monkeypatch.setattr(packed._Spill, "append", real)
+    shutil.rmtree(spill)
+    again = train_packed(runs, data, resume_path=state, resume_every=0.0)
+    for a, b in zip(whole, again):
+        for name, stack in a.checkpoints["params"].items():
+            assert torch.equal(b.checkpoints["params"][name], stack), name
+
+
+def test_packed_results_come_one_at_a_time(monkeypatch):
+    """The workflow writes each run before the next run's checkpoints are read back."""
+    data = make_dataset(SIN2["task"])
+    runs = [(f"seed-{s}", dict(SIN2, seed=s)) for s in (0, 1, 2)]
+    real, reads = packed._Spill.read, []
+    monkeypatch.setattr(packed._Spill, "read", lambda self, i, count: reads.append(i) or real(self, i, count))
+    results = packed.iter_train_packed(runs, data)
+    assert next(results).run_id == "seed-0" and reads == [0]
+    assert [r.run_id for r in results] == ["seed-1", "seed-2"] and reads == [0, 1, 2]

@@ -12,8 +12,12 @@ warm-up length; see `batched_optim`); `pack_key` says which runs can share a pac
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.func import stack_module_state, vmap
@@ -86,6 +90,25 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
     """Train runs that share a `pack_key` together; one RunResult per run, as
     `train_one` would give. With `resume_path`, the pack's state is saved there every
     `resume_every` seconds and a restarted pack resumes from it."""
+    return list(iter_train_packed(runs, data, device, progress, log_file, resume_path, resume_every))
+
+
+def iter_train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progress: bool = False,
+                      log_file=None, resume_path=None, resume_every: float = 60.0):
+    """`train_packed`, yielding the RunResults one at a time once the pack has trained, so
+    that only one run's checkpoints are in memory at once (the others wait on disk: beside
+    `resume_path`, else in a temporary directory)."""
+    if resume_path is None:
+        with tempfile.TemporaryDirectory(prefix="featscope-pack-") as tmp:
+            yield from _train_packed(runs, data, device, progress, log_file, None, resume_every,
+                                     Path(tmp))
+    else:
+        spill = Path(resume_path).with_suffix(".checkpoints")
+        yield from _train_packed(runs, data, device, progress, log_file, resume_path, resume_every, spill)
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _train_packed(runs, data, device, progress, log_file, resume_path, resume_every, spill_dir):
     keep_freed_memory()
     configs = [cfg for _, cfg in runs]
     _check_packable(configs)
@@ -118,11 +141,13 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
 
     st = {"step": 0, "orders": [torch.arange(len(x)) for _ in runs],
           "shuffles": [torch.Generator().manual_seed(c["seed"]) for c in configs],
-          "saved_steps": [[] for _ in runs], "saved": [], "rows": [[] for _ in runs],
+          "saved_steps": [[] for _ in runs], "rows": [[] for _ in runs],
           "diverged_at": [None] * n, "elapsed": 0.0}
-    key = fingerprint(configs)
+    spill = _Spill(spill_dir, n, {k: v.shape[1:] for k, v in pack.params.items()}, ckpt_dtype)
+    key = fingerprint({"configs": configs, "state": _STATE_FORMAT})
     if resume_path is not None:
-        _restore(resume_path, key, st, pack, opt)
+        _restore(resume_path, key, st, pack, opt, spill)
+    spill.keep_first([len(s) for s in st["saved_steps"]])
     start, last_save = time.perf_counter() - st["elapsed"], time.perf_counter()
     bar = tqdm(total=total, initial=st["step"], desc=f"pack of {n}", file=log_file, mininterval=2.0,
                disable=not progress)
@@ -161,10 +186,10 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
         finite = pack.finite() if wanted else None
         keep = [i for i in wanted if finite[i]]
         if keep:
-            st["saved"].append({k: v.detach()[keep].to("cpu", ckpt_dtype, copy=True)
-                                for k, v in pack.params.items()})
+            kept = {k: v.detach()[keep].to("cpu", ckpt_dtype) for k, v in pack.params.items()}
             for slot, i in enumerate(keep):
-                st["saved_steps"][i].append((step, len(st["saved"]) - 1, slot))
+                spill.append(i, {k: v[slot] for k, v in kept.items()})
+                st["saved_steps"][i].append(step)
         for i in alive:
             if not math.isfinite(values[i]):
                 st["diverged_at"][i] = step
@@ -177,8 +202,55 @@ def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progres
         bar.update(1)
     bar.close()
     wall = time.perf_counter() - start
-    return [_result(i, run_id, c, st, step, x, out_dim, wall / n, device, n)
-            for i, (run_id, c) in enumerate(runs)]
+    for i, (run_id, c) in enumerate(runs):
+        yield _result(i, run_id, c, st, step, x, out_dim, wall / n, device, n, spill)
+
+
+_STATE_FORMAT = 2  # resume states: 2 = checkpoints spilled to files, not in the state
+
+
+class _Spill:
+    """Each run's checkpoints appended to a file of its own as they are taken, so a pack
+    holds none of them in memory (16 runs of the grokking study's K = 2048 net at its
+    schedule: 3.8 GB) and its resume state stays small; read back one run at a time."""
+
+    def __init__(self, directory: Path, runs: int, shapes: dict, dtype: torch.dtype):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = [directory / f"run-{i}.bin" for i in range(runs)]
+        self.shapes, self.dtype = shapes, dtype
+        self.sizes = {k: math.prod(shape) * dtype.itemsize for k, shape in shapes.items()}
+        self.record = sum(self.sizes.values())  # bytes of one checkpoint
+
+    def append(self, i: int, params: dict) -> None:
+        with open(self.paths[i], "ab") as f:
+            for k in self.shapes:
+                f.write(params[k].contiguous().view(torch.uint8).numpy().tobytes())
+
+    def holds(self, counts: list[int]) -> bool:
+        """Whether the files hold at least `counts` checkpoints (a resume state's)."""
+        return all(self._bytes(path) >= c * self.record for path, c in zip(self.paths, counts))
+
+    def keep_first(self, counts: list[int]) -> None:
+        """Drop checkpoints taken after the state being resumed was saved."""
+        for path, c in zip(self.paths, counts):
+            with open(path, "ab") as f:
+                f.truncate(c * self.record)
+
+    def read(self, i: int, count: int) -> dict:
+        raw = torch.from_numpy(np.fromfile(self.paths[i], dtype=np.uint8, count=count * self.record))
+        raw = raw.view(count, self.record)
+        params, at = {}, 0
+        for k, shape in self.shapes.items():
+            params[k] = raw[:, at:at + self.sizes[k]].contiguous().view(self.dtype).view(count, *shape)
+            at += self.sizes[k]
+        return params
+
+    @staticmethod
+    def _bytes(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
 
 def _accuracies(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -187,14 +259,13 @@ def _accuracies(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     return (out.argmax(dim=-1) == y).float().mean(dim=-1).cpu()
 
 
-def _result(i, run_id, cfg, st, step, x, out_dim, wall, device, n) -> RunResult:
+def _result(i, run_id, cfg, st, step, x, out_dim, wall, device, n, spill) -> RunResult:
     metrics = pd.DataFrame(st["rows"][i], columns=["step", "epoch", "split", "loss", "acc", "lr"])
     metrics.insert(0, "run", run_id)
-    where = st["saved_steps"][i]
-    names = st["saved"][0].keys() if st["saved"] else []
+    steps = st["saved_steps"][i]
     bundle = {"format": CHECKPOINT_FORMAT,
-              "steps": torch.tensor([s for s, _, _ in where], dtype=torch.int64),
-              "params": {k: torch.stack([st["saved"][at][k][slot] for _, at, slot in where]) for k in names},
+              "steps": torch.tensor(steps, dtype=torch.int64),
+              "params": spill.read(i, len(steps)),
               "model": cfg["model"], "in_dim": _in_dim(x, cfg["model"]["name"]), "out_dim": int(out_dim),
               "loss": cfg["train"]["loss"], "task": cfg["task"]["name"]}
     diverged = st["diverged_at"][i]
@@ -214,9 +285,9 @@ def _save_state(path, key, st, pack, opt) -> None:
                 "shuffles": [g.get_state() for g in st["shuffles"]]}, path)
 
 
-def _restore(path, key, st, pack, opt) -> None:
+def _restore(path, key, st, pack, opt, spill) -> None:
     saved = load_resume_state(path, key)
-    if saved is None:
+    if saved is None or not spill.holds([len(s) for s in saved["saved_steps"]]):
         return
     with torch.no_grad():
         for k, v in pack.params.items():
@@ -224,7 +295,7 @@ def _restore(path, key, st, pack, opt) -> None:
     opt.load_state_dict(saved["opt"])
     for g, state in zip(st["shuffles"], saved["shuffles"]):
         g.set_state(state)
-    for k in ("step", "orders", "saved_steps", "saved", "rows", "diverged_at", "elapsed"):
+    for k in ("step", "orders", "saved_steps", "rows", "diverged_at", "elapsed"):
         st[k] = saved[k]
 
 

@@ -16,7 +16,7 @@ import torch
 from . import io
 from .config import Run, fingerprint, flatten
 from .observe import observe_families
-from .packed import pack_key, train_alone_packed, train_packed
+from .packed import iter_train_packed, pack_key, train_alone_packed
 from .phases import segment_phases
 from .tasks import load_dataset, make_dataset, save_dataset
 from .training import train_runs
@@ -63,10 +63,10 @@ def train_pack_job(stamps, data_path, out_checkpoints, out_metrics, out_info, de
     data = load_dataset(data_path)
     state = Path(resume_dir, f"pack-{fingerprint([r for r, _ in runs])}.pt") if resume_dir else None
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
-        results = train_packed(runs, data, device, progress=True, log_file=log_file, resume_path=state,
-                               resume_every=resume_every)
-    for result, (_, cfg), *outs in zip(results, runs, out_checkpoints, out_metrics, out_info):
-        _write_run(result, cfg, *outs)
+        results = iter_train_packed(runs, data, device, progress=True, log_file=log_file,
+                                    resume_path=state, resume_every=resume_every)
+        for result, (_, cfg), *outs in zip(results, runs, out_checkpoints, out_metrics, out_info):
+            _write_run(result, cfg, *outs)  # one run's checkpoints in memory at a time
     if state:
         state.unlink(missing_ok=True)
 
