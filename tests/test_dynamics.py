@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -72,3 +73,26 @@ def test_input_weights_are_the_effective_one_hot_weights():
         w = model.input_weights()
         bias = model.hidden[0].bias if model.hidden[0].bias is not None else 0
         assert torch.allclose(pre, w[:, 0, 2] + w[:, 1, 5] + bias, atol=1e-6)
+
+
+def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypatch):
+    """Checkpoints are observed in chunks sized to a feature budget; the rows do not depend
+    on the chunking (families that compare checkpoints carry state across chunks)."""
+    from featscope import observe
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
+           "model": {"name": "mlp", "width": 16, "depth": 2}, "optim": {"name": "adam", "lr": 0.01},
+           "train": {"steps": 40, "loss": "mse"}, "schedule": {"every": 4}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    families = {"nonlinearity": {}, "linreg": {}, "spectral": {"top": 3}, "weights": {}, "gradients": {}}
+    whole = observe.observe_families("r", families, bundle, data)
+    assert [len(s.steps) for s in observe.snapshots(bundle, data)] == [11]
+    per_checkpoint = 50 * (3 + 4 * 16 + 1) * 4  # inputs, pre and post of two layers, output
+    monkeypatch.setattr(observe, "FEATURE_BUDGET", 3 * per_checkpoint)
+    assert [len(s.steps) for s in observe.snapshots(bundle, data)] == [3, 3, 3, 2]
+    chunked = observe.observe_families("r", families, bundle, data)
+    for name in families:
+        pd.testing.assert_frame_equal(whole[name], chunked[name], check_exact=False, rtol=1e-9, atol=1e-12)

@@ -68,19 +68,39 @@ class _FeaturesView(torch.nn.Module):
         return out, feats.inputs, feats.pre, feats.post
 
 
-def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int = 64):
-    """Yield `Snapshot`s over a checkpoint bundle, `chunk` checkpoints at a time."""
+MAX_CHUNK = 64  # checkpoints per batched forward pass
+FEATURE_BUDGET = 256 * 2 ** 20  # bytes of features (float32) per chunk; families add float64 copies
+
+
+def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int | None = None):
+    """Yield `Snapshot`s over a checkpoint bundle, `chunk` checkpoints at a time (default:
+    as many as keep a chunk's features within `FEATURE_BUDGET`, at most `MAX_CHUNK`)."""
     x = torch.as_tensor(data[f"x_{split}"])
     x = x.float() if x.is_floating_point() else x.long()
     target = torch.as_tensor(data[f"y_{split}"])
     forward = _batched_forward(bundle, x)
     steps = bundle["steps"].numpy()
+    chunk = chunk or _chunk_size(forward, bundle["params"])
     for lo in range(0, len(steps), chunk):
-        params = {k: (v[lo:lo + chunk].float() if v.is_floating_point() else v[lo:lo + chunk])
-                  for k, v in bundle["params"].items()}
+        params = _float_params(bundle["params"], lo, lo + chunk)
         with torch.no_grad():
             out, features = forward(params)
         yield Snapshot(steps[lo:lo + chunk], params, features, out, target, bundle, data, split)
+
+
+def _float_params(params: dict, lo: int, hi: int) -> dict:
+    """Checkpoints lo..hi, in float32 whatever dtype they were stored in."""
+    return {k: (v[lo:hi].float() if v.is_floating_point() else v[lo:hi]) for k, v in params.items()}
+
+
+def _chunk_size(forward, params: dict) -> int:
+    """Checkpoints per chunk from the size of one checkpoint's features: a wide net on many
+    samples (the grokking study's K = 2048 net on 2,016 pairs: 35 MB per checkpoint) would
+    otherwise hold gigabytes per chunk."""
+    with torch.no_grad():
+        out, feats = forward(_float_params(params, 0, 1))
+    size = out.nbytes + sum(t.nbytes for t in [feats.inputs, *feats.pre.values(), *feats.post.values()])
+    return max(1, min(MAX_CHUNK, FEATURE_BUDGET // max(size, 1)))
 
 
 def _batched_forward(bundle: dict, x: torch.Tensor):
