@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py            # about 2 minutes on 2 CPU cores
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2), ~6 more
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net, ~2 more
 
 Prints a table; nothing here is a pass/fail assertion.
 """
@@ -249,15 +250,54 @@ def observe_rows(ckpt: str, train_seconds: float) -> list:
     return rows
 
 
+GROKKING_FIG3 = {  # config/grokking.yaml's grokking-fig3 run, shortened to 300 steps
+    "task": {"name": "modadd", "M": 71, "train_fraction": 0.4, "seed": 0},
+    "model": {"name": "onehot", "width": 2048, "activation": "square", "bias": False},
+    "optim": {"name": "adam", "lr": 0.001, "weight_decay": 0.0002},
+    "train": {"steps": 300, "loss": "zero_mean_mse", "eval_every": 5},
+    "schedule": {"every": 20, "log": 40},
+    "seed": 0,
+}
+
+
+def wide_observe_rows() -> list:
+    """A wide net on many samples (K = 2048 features > 2,016 samples): the spectral family
+    takes the kernel route; gradients and weights see 2048-neuron layers."""
+    code = f"""
+import json, os, resource, time, torch
+torch.set_num_threads(1)
+from featscope.tasks import make_dataset
+from featscope.training import train_one
+from featscope.observe import observe_families
+cfg = {GROKKING_FIG3!r}
+data = make_dataset(cfg["task"])
+t = time.perf_counter()
+bundle = train_one("fig3", cfg, data, progress=False).checkpoints
+train = time.perf_counter() - t
+t = time.perf_counter()
+frames = observe_families("fig3", {{"weights": {{}}, "gradients": {{}}, "spectral": {{"top": 71}}}}, bundle, data)
+print(json.dumps({{"train": train, "observe": time.perf_counter() - t, "checkpoints": len(bundle["steps"]),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    out = child(code)
+    return [("observe weights + gradients + spectral (one pass), grokking-fig3 net K = 2048, 300 steps / train",
+             out["observe"] / out["train"],
+             f"{out['checkpoints']} checkpoints (one per 6.5 steps; the study's 2000 steps: one per 15), "
+             f"{out['observe']:.0f} s vs {out['train']:.0f} s, peak RSS {out['rss_mb']:.0f} MB")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--e2e", action="store_true", help="also time the default workflow end to end")
+    parser.add_argument("--wide", action="store_true", help="also observe a grokking-fig3 net (K = 2048), ~2 more minutes")
     parser.add_argument("--study", default="results/nonlinearity", help="study folder to read back")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = str(Path(tmp) / "bench.pt")
         rows, base = training_rows(ckpt)
         rows += observe_rows(ckpt, base["ours"]["seconds"])
+        if args.wide:
+            rows += wide_observe_rows()
         dirs = {n: Path(tmp) / f"dry{n}" for n in (100, 10_000)}
         for d in dirs.values():
             d.mkdir()

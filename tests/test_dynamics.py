@@ -96,3 +96,33 @@ def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypa
     chunked = observe.observe_families("r", families, bundle, data)
     for name in families:
         pd.testing.assert_frame_equal(whole[name], chunked[name], check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("model,task,loss", [
+    ({"name": "mlp", "width": 16, "depth": 2}, {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0}, "mse"),
+    ({"name": "modnet", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "cross_entropy"),
+    ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
+], ids=["mlp", "modnet", "onehot"])
+def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, task, loss):
+    from featscope.observables import families
+    from featscope.observe import snapshots
+    from featscope.tasks import make_dataset
+    from featscope.training import loss_fn, task_kind, train_one
+
+    cfg = {"task": {**task, "seed": 0}, "model": model, "optim": {"name": "adam", "lr": 0.01},
+           "train": {"steps": 20, "loss": loss}, "schedule": {"every": 5}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    [snap] = list(snapshots(bundle, data))
+    x = torch.as_tensor(data["x_train"])
+    x = x.float() if x.is_floating_point() else x.long()
+    y = torch.as_tensor(data["y_train"])
+    y = y.float() if y.is_floating_point() else y.long()
+    criterion = loss_fn(task_kind(task["name"]), loss)
+    batched = [families._gradient_rows(*r) for r in families._stacked_gradients(snap, x, y, criterion)]
+    alone = [families._gradient_rows(*r) for r in families._one_by_one_gradients(snap, x, y, criterion)]
+    assert len(batched) == len(alone) == 5
+    for got, want in zip(batched, alone):
+        assert [r[:4] for r in got] == [r[:4] for r in want]  # step, observable, layer, k
+        # float32 products summed in another order (batched vs per-model)
+        assert np.allclose([r[4] for r in got], [r[4] for r in want], rtol=1e-4, atol=1e-7)

@@ -7,7 +7,7 @@ instead of one pass per checkpoint.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,12 +34,17 @@ class Snapshot:
     bundle: dict = None  # the run's checkpoint bundle (model config, loss, all steps)
     data: dict = None
     split: str = "train"
+    _model: torch.nn.Module = field(default=None, repr=False)
 
     def model_at(self, i: int):
-        """A live model holding the parameters of checkpoint i of this chunk."""
-        model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
-        model.load_state_dict({k: v[i] for k, v in self.params.items()})
-        return model.eval()
+        """A live model holding the parameters of checkpoint i of this chunk (one module,
+        reloaded: building a K = 2048 net afresh costs its random initialisation)."""
+        if self._model is None:
+            self._model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
+        self._model.load_state_dict({k: v[i] for k, v in self.params.items()})
+        for p in self._model.parameters():
+            p.grad = None
+        return self._model.eval()
 
 
 def long_rows(steps, observable: str, values, layer: str | None = None) -> pd.DataFrame:

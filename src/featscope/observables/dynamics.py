@@ -18,9 +18,9 @@ def mean_pairwise_cosine(rows: torch.Tensor, absolute: bool = False) -> float:
     k = len(rows)
     if k < 2:
         return math.nan
-    cos = rows @ rows.T
-    if absolute:
-        cos = cos.abs()
+    if not absolute:  # Σ_ij cos_ij = ‖Σ_i row_i‖²: no k × k matrix (2048 neurons: 4M entries)
+        return float((rows.sum(dim=0).pow(2).sum() - k) / (k * (k - 1)))
+    cos = (rows @ rows.T).abs()
     return float((cos.sum() - cos.diagonal().sum()) / (k * (k - 1)))
 
 
@@ -78,11 +78,15 @@ def distinct_frequencies(weights: torch.Tensor, min_purity: float = 0.5) -> int:
 
 
 def gram_statistics(features: torch.Tensor) -> tuple[float, float]:
-    """Mean diagonal and mean off-diagonal entry of F̃ᵀF̃ / n, F̃ the sample-centred features."""
+    """Mean diagonal and mean off-diagonal entry of F̃ᵀF̃ / n, F̃ the sample-centred features.
+
+    Without forming the k × k matrix: its trace is ‖F̃‖² / n and the sum of its entries
+    ‖F̃·1‖² / n (the grokking study's K = 2048 layer on 2,016 samples: 17 GFLOP for the
+    matrix, 8 MFLOP this way)."""
     f = features.double()
     f = f - f.mean(dim=0)
-    gram = f.T @ f / len(f)
-    k = gram.shape[0]
-    diag = gram.diagonal().mean()
-    off = (gram.sum() - gram.diagonal().sum()) / (k * (k - 1)) if k > 1 else torch.tensor(math.nan)
-    return float(diag), float(off)
+    n, k = f.shape
+    trace = f.pow(2).sum() / n
+    total = f.sum(dim=1).pow(2).sum() / n
+    off = (total - trace) / (k * (k - 1)) if k > 1 else torch.tensor(math.nan)
+    return float(trace / k), float(off)

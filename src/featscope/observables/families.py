@@ -13,6 +13,7 @@ from . import dynamics as _dyn
 from . import linreg as _linreg
 from . import nonlinearity as _nl
 from . import spectral as _sp
+from ..stacked import STACKED_MODELS
 
 
 def _rows(*args, **kwargs):
@@ -79,18 +80,11 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
 
 
 def _spectra(feats, output, target, landmarks, top) -> tuple[list, list]:
-    """Per checkpoint: the measures' arrays and the top-`top` eigenfunction basis. Batched
-    over checkpoints; one map at a time when there are fewer samples than features."""
-    eigen = _sp.batched_eigensystems(feats, landmarks) if len(feats) else None
-    if eigen is not None:
-        return (_sp.batched_measure_arrays(feats, eigen, target, output),
-                _sp.batched_top_subspaces(feats, eigen, top))
-    measures, bases = [], []
-    for phi, out in zip(feats.double().numpy(), output):
-        eigen = _sp.eigensystem(phi, landmarks)  # once, for the measures and the drift
-        measures.append(_sp.measure_arrays(phi, *eigen, target, out))
-        bases.append(_sp.top_subspace(phi, top, eigen=eigen))
-    return measures, bases
+    """Per checkpoint: the measures' arrays and the top-`top` eigenfunction basis."""
+    if not len(feats):
+        return [], []
+    eigen = _sp.batched_eigensystems(feats, landmarks)
+    return _sp.batched_measure_arrays(feats, eigen, target, output), _sp.batched_top_subspaces(feats, eigen, top)
 
 
 def _scalar_rows(step, layer, values: dict) -> list[tuple]:
@@ -156,7 +150,6 @@ def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
     """Full-batch gradient observables on the evaluation split, per checkpoint (loss without
     weight decay): total and per-layer gradient norm, mean pairwise cosine of h1 neurons'
     gradient rows, ‖G_F‖ per hidden layer, and the Gram statistics of the centred features."""
-    from ..models import layer_of_parameter
     from ..tasks import task_kind
     from ..training import loss_fn
 
@@ -166,7 +159,33 @@ def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
     x = x.float() if x.is_floating_point() else x.long()
     y = torch.as_tensor(snap.data[f"y_{snap.split}"])
     y = y.float() if y.is_floating_point() else y.long()
+    batched = _stacked_gradients if bundle["model"]["name"] in STACKED_MODELS else _one_by_one_gradients
     rows = []
+    for step, grads, post in batched(snap, x, y, criterion):
+        rows += _gradient_rows(step, grads, post)
+    return _frame(rows)
+
+
+def _stacked_gradients(snap, x, y, criterion):
+    """(step, parameter gradients, {layer: (activations, their gradient)}) per checkpoint,
+    all checkpoints of the chunk in one batched backward pass: each checkpoint's loss
+    reaches only its own slice of the stacked parameters."""
+    from ..stacked import stacked_features
+
+    stack = {k: v.detach().clone().requires_grad_(v.is_floating_point()) for k, v in snap.params.items()}
+    out, feats = stacked_features(snap.bundle["model"], stack, x, shared=True)
+    for h in feats.post.values():
+        h.retain_grad()
+    torch.stack([criterion(o, y) for o in out]).sum().backward()
+    for i, step in enumerate(snap.steps):
+        grads = {n: p.grad[i] for n, p in stack.items() if p.grad is not None}
+        post = {layer: (h[i].detach(), h.grad[i] if h.grad is not None else None)
+                for layer, h in feats.post.items()}
+        yield step, grads, post
+
+
+def _one_by_one_gradients(snap, x, y, criterion):
+    """As `_stacked_gradients`, one model per checkpoint (vision models, batch norm)."""
     for i, step in enumerate(snap.steps):
         model = snap.model_at(i)
         out, feats = model.forward_features(x)
@@ -175,17 +194,21 @@ def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
                 h.retain_grad()
         criterion(out, y).backward()
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-        total = torch.sqrt(sum(g.double().pow(2).sum() for g in grads.values()))
-        rows += _scalar_rows(step, None, {"grad_norm": total})
-        for name, g in grads.items():
-            if g.dim() >= 2:
-                rows += _scalar_rows(step, layer_of_parameter(name), {"grad_norm": g.double().norm()})
-        if len(model.hidden):
-            rows += _scalar_rows(step, "h1", {"grad_cosine_neurons":
-                                              _dyn.mean_pairwise_cosine(model.hidden[0].weight.grad)})
-        for layer, h in feats.post.items():
-            diag, off = _dyn.gram_statistics(h.detach())
-            grad_f = h.grad.double().norm() if h.grad is not None else float("nan")
-            rows += _scalar_rows(step, layer, {"hidden_grad_norm": grad_f,
-                                               "gram_diag": diag, "gram_offdiag": off})
-    return _frame(rows)
+        yield step, grads, {layer: (h.detach(), h.grad) for layer, h in feats.post.items()}
+
+
+def _gradient_rows(step, grads: dict, post: dict) -> list[tuple]:
+    from ..models import layer_of_parameter
+
+    total = torch.sqrt(sum(g.double().pow(2).sum() for g in grads.values()))
+    rows = _scalar_rows(step, None, {"grad_norm": total})
+    for name, g in grads.items():
+        if g.dim() >= 2:
+            rows += _scalar_rows(step, layer_of_parameter(name), {"grad_norm": g.double().norm()})
+    if "hidden.0.weight" in grads:
+        rows += _scalar_rows(step, "h1", {"grad_cosine_neurons": _dyn.mean_pairwise_cosine(grads["hidden.0.weight"])})
+    for layer, (h, grad) in post.items():
+        diag, off = _dyn.gram_statistics(h)
+        grad_f = grad.double().norm() if grad is not None else float("nan")
+        rows += _scalar_rows(step, layer, {"hidden_grad_norm": grad_f, "gram_diag": diag, "gram_offdiag": off})
+    return rows
