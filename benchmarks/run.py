@@ -123,8 +123,21 @@ def rate(f, flop, k=50):
     return flop * k / (time.perf_counter() - t) / 1e9
 a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
 h, w = torch.randn(16, 500, 100), torch.randn(16, 100, 100)
+# The eight products of one plain-loop step (forward 3, backward 5: no gradient for x).
+shapes = [((500, 10), (10, 100)), ((500, 100), (100, 100)), ((500, 100), (100, 1)),
+          ((1, 500), (500, 100)), ((500, 1), (1, 100)), ((100, 500), (500, 100)),
+          ((500, 100), (100, 100)), ((100, 500), (500, 10))]
+pairs = [(torch.randn(*s), torch.randn(*t)) for s, t in shapes]
+def step_products():
+    for p, q in pairs:
+        p @ q
+for _ in range(20): step_products()
+t = time.perf_counter()
+for _ in range(500): step_products()
+step_products_s = (time.perf_counter() - t) / 500
 print(json.dumps({"peak": rate(lambda: a @ b, 2 * 1024 ** 3),
-                  "pack": rate(lambda: torch.bmm(h, w), 2 * 16 * 500 * 100 * 100, 400)}))
+                  "pack": rate(lambda: torch.bmm(h, w), 2 * 16 * 500 * 100 * 100, 400),
+                  "step_products_s": step_products_s}))
 """
     return child(code, threads)
 
@@ -232,6 +245,11 @@ def training_rows(ckpt: str) -> tuple[list, dict]:
                      f"{flops:.1f} GFLOP/s = {flops / rates['peak']:.0%} of a 1024² matmul's "
                      f"{rates['peak']:.0f}, {flops / rates['pack']:.0%} of the pack's own bmm "
                      f"({rates['pack']:.0f})"))
+        step_s = base["seconds"] / steps
+        rows.append((f"  matrix products in a plain-loop step, {threads} thread(s) / the step (time)",
+                     rates["step_products_s"] / step_s,
+                     f"{rates['step_products_s'] * 1e6:.0f} of {step_s * 1e6:.0f} µs: packing can remove "
+                     f"the rest, so at most {step_s / rates['step_products_s']:.1f}× at full product speed"))
         if threads == 1:
             rows.append(("peak RSS of a 16-run training job / plain loop", packed["rss_mb"] / plain["rss_mb"],
                          f"{packed['rss_mb']:.0f} MB vs {plain['rss_mb']:.0f} MB"))

@@ -188,7 +188,8 @@ def subspace_drift(ua: np.ndarray, ub: np.ndarray) -> float:
 # ---- Batched over checkpoints: the same measures for a stack of feature maps (T, n, p). ----
 # One eigendecomposition per checkpoint is unavoidable: of the p × p Gram ΦᵀΦ, or of the
 # m × m kernel ΦΦᵀ when there are fewer (landmark) samples m than features (as an SVD of Φ
-# would give, at under half its cost: 0.34 s + 0.61 s against 2.2 s for 2,016 × 2,048).
+# would give, at under half its cost: 0.33 s + 1.19 s against 3.48 s for 2,016 × 2,048,
+# one thread).
 # Everything else is computed from p × C products, so no n × r eigenfunction matrix is
 # formed except the top `m` columns the drift needs. `spectral` above is the per-map
 # reference, the tests' twin.
@@ -233,7 +234,7 @@ def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
 
 
 def _eigh_descending(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # numpy's LAPACK: 0.61 s where torch.linalg.eigh took 1.43 s (2,016², one thread, here).
+    # numpy's LAPACK: 1.19 s where torch.linalg.eigh took 1.59 s (2,016², one thread, here).
     rho, u = np.linalg.eigh(a.numpy())
     return torch.from_numpy(rho[:, ::-1].copy()), torch.from_numpy(u[:, :, ::-1].copy())
 
