@@ -2,9 +2,9 @@
 
 The same maps as `models.MLP`, `models.ModularNet` and `models.OneHotNet`, written as
 batched products. ``torch.func.vmap`` over ``functional_call`` gives the same values, but
-on a CPU it lays activations out so that the elementwise ops and the thin products (a
-one-unit readout) ran several times slower than here: a 16-run step of the blog MLP took
-14 ms through vmap and 10.5 ms this way (benchmarks/run.py measures the trainer as a whole).
+its products and layouts cost more on a CPU: a 16-run training step of the blog MLP took
+13.3 ms through vmap and about 12 ms this way before `_StackedLinear`'s backward (one
+thread; benchmarks/run.py measures the trainer as a whole).
 
 Inputs are either shared by all runs, (n, ...), or one batch per run, (S, n, ...).
 """
