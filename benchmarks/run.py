@@ -146,13 +146,15 @@ print(json.dumps({"peak": rate(lambda: a @ b, 2 * 1024 ** 3),
 STEP_FLOP = 3 * 2 * 500 * (10 * 100 + 100 * 100 + 100 * 1)
 
 
-def observe_seconds(families: list, path: str) -> dict:
-    """All `families` of one run in one pass (shared features), as an observe job does."""
+def observe_seconds(families, path: str) -> dict:
+    """All `families` (names, or name -> params) of one run in one pass (shared features),
+    as an observe job does."""
+    families = families if isinstance(families, dict) else {f: {} for f in families}
     code = PRELUDE + f"""
 from featscope.observe import observe_families
 from featscope.io import load_torch
 bundle = load_torch({path!r})
-families = {{f: {{}} for f in {families!r}}}
+families = {families!r}
 short = dict(bundle, steps=bundle["steps"][:2], params={{k: v[:2] for k, v in bundle["params"].items()}})
 observe_families("warm-up", families, short, data)
 t = time.perf_counter()
@@ -265,6 +267,10 @@ def observe_rows(ckpt: str, train_seconds: float) -> list:
         label = families[0] if len(families) == 1 else " + ".join(families) + " (one pass)"
         rows.append((f"observe {label} / train (time, default schedule)", obs["seconds"] / train_seconds,
                      f"{obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB"))
+    log_only = {"schedule": {"log": 40}}
+    obs = observe_seconds({"nonlinearity": {}, "linreg": log_only, "spectral": log_only}, ckpt)
+    rows.append(("observe nonlinearity + linreg + spectral, the last two on their own schedule {log: 40} / train",
+                 obs["seconds"] / train_seconds, f"{obs['rows']} rows (nonlinearity at all 230 checkpoints)"))
     floor = eigh_seconds()
     rows.append(("  of which float64 eigendecompositions alone, 3 × 101² per checkpoint / train (time)",
                  floor / train_seconds, "linreg of h1 and h2, spectral of h2: the floor of the one-pass row"))

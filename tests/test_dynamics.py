@@ -126,3 +126,32 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
         assert [r[:4] for r in got] == [r[:4] for r in want]  # step, observable, layer, k
         # float32 products summed in another order (batched vs per-model)
         assert np.allclose([r[4] for r in got], [r[4] for r in want], rtol=1e-4, atol=1e-7)
+
+
+def test_a_family_observes_only_the_checkpoints_its_own_schedule_names():
+    from featscope import observe
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
+           "model": {"name": "mlp", "width": 16, "depth": 2}, "optim": {"name": "adam", "lr": 0.01},
+           "train": {"steps": 45, "loss": "mse"}, "schedule": {"every": 5}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    every = observe.observe_families("r", {"linreg": {}, "spectral": {"top": 3}, "nonlinearity": {}}, bundle, data)
+    sparse = observe.observe_families("r", {"linreg": {"schedule": {"every": 20}},
+                                            "spectral": {"top": 3, "schedule": {"every": 15}},
+                                            "nonlinearity": {}}, bundle, data)
+    assert sorted(set(sparse["linreg"].step)) == [0, 20, 40, 45]  # multiples of 20, and the ends
+    assert sorted(set(sparse["spectral"].step)) == [0, 15, 30, 45]
+    assert sparse["nonlinearity"].equals(every["nonlinearity"])
+    for name in ("linreg", "spectral"):
+        steps = set(sparse[name].step)
+        want = every[name][every[name].step.isin(steps)]
+        if name == "spectral":  # drift_prev compares with the previous observed checkpoint
+            want = want[want.observable != "drift_prev"]
+            got = sparse[name][sparse[name].observable != "drift_prev"]
+        else:
+            got = sparse[name]
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True),
+                                      check_exact=False, rtol=1e-9, atol=1e-12)

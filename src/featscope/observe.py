@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch.func import functional_call, vmap
 
+from . import schedules
 from ._allocator import keep_freed_memory
 from .models import Features, build_model
 from .observables import FAMILIES
@@ -45,6 +46,15 @@ class Snapshot:
         for p in self._model.parameters():
             p.grad = None
         return self._model.eval()
+
+    def select(self, keep: np.ndarray) -> "Snapshot":
+        """The checkpoints of this chunk where the boolean mask `keep` is true."""
+        at = torch.as_tensor(np.flatnonzero(keep))
+        pick = lambda t: t.index_select(0, at)  # noqa: E731
+        features = Features(pick(self.features.inputs), {k: pick(v) for k, v in self.features.pre.items()},
+                            {k: pick(v) for k, v in self.features.post.items()})
+        return Snapshot(self.steps[keep], {k: pick(v) for k, v in self.params.items()}, features,
+                        pick(self.output), self.target, self.bundle, self.data, self.split)
 
 
 def long_rows(steps, observable: str, values, layer: str | None = None) -> pd.DataFrame:
@@ -132,15 +142,23 @@ def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> d
     split share each chunk's features: one batched forward pass serves them all."""
     keep_freed_memory()
     by_split: dict[str, dict] = {}
+    last = int(bundle["steps"][-1]) if len(bundle["steps"]) else 0
+    wanted = {}  # family -> its own schedule (step -> bool) over the checkpoints, or None: all
     for name, params in families.items():
         params = {k: v for k, v in (params or {}).items() if k != "version"}
+        own = params.pop("schedule", None)
+        wanted[name] = schedules.from_config(own, last) if own else None
         by_split.setdefault(params.pop("split", "train"), {})[name] = params
     frames = {name: [] for name in families}
     for split, group in by_split.items():
         states = {name: {} for name in group}
         for snap in snapshots(bundle, data, split):
             for name, params in group.items():
-                frames[name].append(FAMILIES[name].compute(snap, params, states[name]))
+                part = snap
+                if wanted[name] is not None:
+                    part = snap.select(np.array([wanted[name](int(s)) for s in snap.steps], dtype=bool))
+                if len(part.steps):
+                    frames[name].append(FAMILIES[name].compute(part, params, states[name]))
     return {name: _long_form(run_id, parts) for name, parts in frames.items()}
 
 
