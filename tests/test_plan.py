@@ -3,7 +3,7 @@ import os
 import time
 from pathlib import Path
 
-from featscope.plan import RunFiles, due_work, is_stale, plan_datasets, plan_study, write_stamp
+from featscope.plan import RunFiles, covered_studies, due_work, is_stale, plan_datasets, plan_study, write_stamp
 
 MLP = {"task": {"name": "sin2"}, "model": {"name": "mlp", "width": 8, "depth": 2},
        "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 10}, "schedule": {"every": 5}}
@@ -82,6 +82,22 @@ def test_only_due_runs_that_share_shapes_are_packed(tmp_path):
     assert plan_study("s", runs, all_files, keep_checkpoints=True, size=1) == ([], [])
     ids = [p.id for p in train + observe]
     assert len(set(ids)) == len(ids)
+
+
+def test_a_study_is_covered_only_when_packs_hold_all_its_runs_and_families(tmp_path):
+    runs = [(f"seed-{s}", {**MLP, "seed": s}) for s in range(4)]
+    all_files = {r: files(tmp_path, r) for r, _ in runs}
+    ids = {"s": [r for r, _ in runs], "other": ["x"]}
+    fams = {"s": ["nonlinearity", "linreg"], "other": ["linreg"]}
+    train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=2)
+    assert covered_studies(train, ids) == ["s"]
+    assert covered_studies(observe, ids, fams) == ["s"]
+    assert covered_studies(train[:1], ids) == []  # seeds 2 and 3 are left to one-run jobs
+    done(all_files["seed-0"]), done(all_files["seed-1"])
+    Path(all_files["seed-1"].observables["linreg"]).unlink()  # one family of one run is due
+    train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
+    assert [p.members for p in train] == [["seed-2", "seed-3"]] and covered_studies(train, ids) == []
+    assert observe[0].families["seed-1"] == ["linreg"] and covered_studies(observe, ids, fams) == []
 
 
 def test_missing_generated_datasets_are_packed_downloads_are_not(tmp_path):

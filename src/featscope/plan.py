@@ -111,6 +111,18 @@ def plan_study(study: str, runs: list[tuple[str, dict]], files: dict, keep_check
     return train_packs, observe_packs
 
 
+def covered_studies(packs: list[Pack], runs: dict, families: dict | None = None) -> list[str]:
+    """Studies whose every run (every run and family, given `families`: study -> names) is
+    in one of `packs`; their files need no one-run rule."""
+    covered: dict[str, set] = {}
+    for pack in packs:
+        covered.setdefault(pack.study, set()).update(
+            (r, f) for r in pack.members for f in pack.families.get(r, [None]))
+    wanted = (lambda study: families[study]) if families is not None else (lambda study: [None])
+    return [study for study, items in covered.items()
+            if all((run, f) in items for run in runs[study] for f in wanted(study))]
+
+
 def plan_datasets(datasets: dict, paths: dict, size: int) -> list[Pack]:
     """Packs of the missing datasets (id -> task config) that are generated locally; a
     download keeps a job of its own. `paths`: id -> the dataset's file."""

@@ -1,5 +1,7 @@
 rule observe:
     """One observable family over every checkpoint of one run -> long-form Parquet."""
+    wildcard_constraints:
+        study=solo_study_constraint("observe_pack_"),
     input:
         checkpoints=CHECKPOINTS,
         data=lambda w: DATA.format(dataset=run_of(w).dataset_id),

@@ -8,6 +8,8 @@ def train_outputs(study, run_ids):
 
 rule train:
     """Train one run: checkpoints on the study's schedule + a dense per-step metrics log."""
+    wildcard_constraints:
+        study=solo_study_constraint("train_pack_"),
     input:
         data=lambda w: DATA.format(dataset=run_of(w).dataset_id),
         stamp=STAMP,  # the run's training config; editing observables or figures never retrains

