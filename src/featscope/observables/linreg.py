@@ -54,11 +54,13 @@ def _residual(f: np.ndarray, y: np.ndarray, rcond: float) -> np.ndarray:
     a[:, :-1], a[:, -1] = f, 1.0
     gram = a.T @ a  # one symmetric product (BLAS syrk), half a general one
     factor, pivots, rank, _ = dpstrf(gram, lower=0, tol=rcond * gram.diagonal().max())
-    kept = a[:, pivots[:rank] - 1]
+    kept = pivots[:rank] - 1
     r = factor[:rank, :rank]
 
-    def fitted(rhs):  # A_k (A_kᵀA_k)⁻¹ A_kᵀ rhs with A_kᵀA_k = RᵀR
-        return kept @ cho_solve((r, False), kept.T @ rhs, check_finite=False)
+    def fitted(rhs):  # A_k (A_kᵀA_k)⁻¹ A_kᵀ rhs with A_kᵀA_k = RᵀR, A_k the kept columns
+        beta = np.zeros((a.shape[1], rhs.shape[1]))
+        beta[kept] = cho_solve((r, False), (a.T @ rhs)[kept], check_finite=False)
+        return a @ beta
 
     residual = y - fitted(y)
     return residual - fitted(residual)  # one refinement step
