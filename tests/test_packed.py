@@ -175,3 +175,35 @@ def test_packed_results_come_one_at_a_time(monkeypatch):
     results = packed.iter_train_packed(runs, data)
     assert next(results).run_id == "seed-0" and reads == [0]
     assert [r.run_id for r in results] == ["seed-1", "seed-2"] and reads == [0, 1, 2]
+
+
+def test_in_place_relu_of_training_gives_autograd_gradients():
+    # Training overwrites pre-activations and incoming gradients; observing keeps them.
+    # Both must give the same loss and gradients as a plain torch.relu network.
+    from featscope.stacked import stacked_features, stacked_forward
+
+    torch.manual_seed(0)
+    shapes = {"hidden.0.weight": (3, 7, 5), "hidden.0.bias": (3, 7), "hidden.1.weight": (3, 6, 7),
+              "hidden.1.bias": (3, 6), "readout.weight": (3, 1, 6), "readout.bias": (3, 1)}
+    base = {k: torch.randn(s, dtype=torch.float64) for k, s in shapes.items()}
+    x, y = torch.randn(11, 5, dtype=torch.float64), torch.randn(3, 11, 1, dtype=torch.float64)
+
+    def grads(forward):
+        params = {k: v.clone().requires_grad_() for k, v in base.items()}
+        loss = ((forward(params) - y) ** 2).sum()
+        return loss.detach(), torch.autograd.grad(loss, list(params.values()))
+
+    def reference(p):
+        h = x.expand(3, -1, -1)
+        for layer in range(2):
+            h = torch.relu(h @ p[f"hidden.{layer}.weight"].mT + p[f"hidden.{layer}.bias"].unsqueeze(1))
+        return h @ p["readout.weight"].mT + p["readout.bias"].unsqueeze(1)
+
+    cfg = {"name": "mlp", "activation": "relu"}
+    want_loss, want = grads(reference)
+    for forward in (lambda p: stacked_forward(cfg, p, x, shared=True),
+                    lambda p: stacked_features(cfg, p, x, shared=True)[0]):
+        loss, got = grads(forward)
+        assert torch.allclose(loss, want_loss, rtol=1e-12)
+        for g, w in zip(got, want):
+            assert torch.allclose(g, w, rtol=1e-10, atol=1e-12)

@@ -21,13 +21,42 @@ STACKED_MODELS = ("mlp", "modnet", "onehot")
 def stacked_forward(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
                     shared: bool) -> torch.Tensor:
     """Outputs (S, n, out) of the S runs whose parameters are stacked in `params`."""
-    return stacked_features(model_cfg, params, x, shared)[0]
+    return _layers(model_cfg, params, x, shared, record=False)[0]
 
 
 def stacked_features(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
                      shared: bool) -> tuple[torch.Tensor, Features]:
     """Outputs (S, n, out) and `Features` (tensors (S, n, ...)), as `forward_features` gives
     one model; S are runs of a pack, or checkpoints of one run."""
+    return _layers(model_cfg, params, x, shared, record=True)
+
+
+class _ReluInPlace(torch.autograd.Function):
+    """ReLU that overwrites its input, and whose backward overwrites the incoming gradient.
+    A 16-run pack of the blog MLP is memory-bound in its activations (3.2 MB each, more
+    than the cache keeps): in place, ReLU took 46 µs a call where `torch.relu` took 950
+    and its backward 80 µs where 187 (torch.profiler in the pack; alone, one thread)."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.mark_dirty(z)
+        out = z.relu_()
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        if not grad.is_contiguous():  # an expanded or shared-looking buffer: leave it be
+            return torch.ops.aten.threshold_backward(grad, out, 0)
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
+# For training, where the pre-activations are not wanted.
+_IN_PLACE = {"relu": _ReluInPlace.apply}
+
+
+def _layers(model_cfg, params, x, shared, record):
     runs = next(iter(params.values())).shape[0]
     if model_cfg["name"] == "mlp":
         h = x.flatten(1) if shared else x.flatten(2)  # images go in as vectors
@@ -36,12 +65,14 @@ def stacked_features(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.
     if h.dim() == 2:
         h = h.expand(runs, *h.shape)
     inputs, pre, post = h, {}, {}
-    act = ACTIVATIONS[model_cfg.get("activation", "square" if model_cfg["name"] == "onehot" else "relu")]
+    name = model_cfg.get("activation", "square" if model_cfg["name"] == "onehot" else "relu")
+    act = ACTIVATIONS[name] if record else _IN_PLACE.get(name, ACTIVATIONS[name])
     layer = 0
     while f"hidden.{layer}.weight" in params:
-        name = f"h{layer + 1}"
-        pre[name] = _linear(h, params, f"hidden.{layer}")
-        h = post[name] = act(pre[name])
+        z = _linear(h, params, f"hidden.{layer}")
+        h = act(z)
+        if record:
+            pre[f"h{layer + 1}"], post[f"h{layer + 1}"] = z, h
         layer += 1
     return _linear(h, params, "readout"), Features(inputs, pre, post)
 
