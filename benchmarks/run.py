@@ -1,7 +1,7 @@
 """featscope benchmarks: each number is a ratio against a baseline measured in the same run.
 
-    .venv/bin/python benchmarks/run.py            # about 2 minutes on 2 CPU cores
-    .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2), ~6 more
+    .venv/bin/python benchmarks/run.py            # about 2-3 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2), ~2 more
     .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net, ~2 more
 
 Prints a table; nothing here is a pass/fail assertion.
