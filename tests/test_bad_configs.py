@@ -9,7 +9,7 @@ import yaml
 from snakemake.utils import validate
 
 import featscope.config as fsconfig
-from featscope.observables import applicability
+from featscope.observables import applicability, parameters
 
 CORPUS = sorted(pathlib.Path(__file__).parent.joinpath("bad_configs").glob("*.yaml"))
 REPO = pathlib.Path(__file__).parent.parent
@@ -25,7 +25,7 @@ def check_like_the_workflow(config):
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     fsconfig.validate_schema(config, schema)
     validate(config, str(SCHEMA_PATH), set_default=True)
-    return fsconfig.check(config, schema, applicability())
+    return fsconfig.check(config, schema, applicability(), parameters())
 
 
 def test_corpus_is_large_enough():

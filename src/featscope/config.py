@@ -164,10 +164,12 @@ def validate_schema(config: dict, schema: dict) -> None:
         _raise_schema_error(errors[0])
 
 
-def check(config: dict, schema: dict, known_observables: dict) -> dict[str, list[Run]]:
+def check(config: dict, schema: dict, known_observables: dict,
+          family_params: dict | None = None) -> dict[str, list[Run]]:
     """Check a defaults-filled config beyond what the schema can say; return its runs.
 
-    `known_observables` maps family name -> set of task kinds it applies to.
+    `known_observables` maps family name -> set of task kinds it applies to;
+    `family_params`, if given, family name -> the parameters it takes.
     """
     if not config.get("studies"):
         raise ConfigError("config key 'studies': no study is declared")
@@ -185,7 +187,7 @@ def check(config: dict, schema: dict, known_observables: dict) -> dict[str, list
             checked.add(id(run.config))
             for error in validator.iter_errors(run.config):
                 _raise_schema_error(error, at, note=f" (in grid point {run.id})")
-            _check_run(run, at, known_observables)
+            _check_run(run, at, known_observables, family_params or {})
         all_runs[name] = runs
     return all_runs
 
@@ -205,7 +207,7 @@ def _check_grid(study: dict, at: tuple) -> None:
             raise ConfigError(f"config key '{where}': the grid axis repeats a value")
 
 
-def _check_run(run: Run, at: tuple, known_observables: dict) -> None:
+def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict) -> None:
     cfg = run.config
     steps = cfg["train"]["steps"]
     every = cfg["schedule"].get("every")
@@ -231,6 +233,11 @@ def _check_run(run: Run, at: tuple, known_observables: dict) -> None:
             )
         if kind not in known_observables[family]:
             raise ConfigError(f"config key '{where}': family '{family}' does not apply to a {kind} task")
+        taken = family_params.get(family)
+        for key in cfg["observables"][family] or {}:
+            if taken is not None and key not in taken:
+                raise ConfigError(f"config key '{where}.{key}': family '{family}' takes no parameter "
+                                  f"'{key}' (it takes {sorted(taken)})")
     for key, names, needs in (("analyses", cfg.get("analyses") or [], REQUIRES),
                               ("figures", cfg.get("figures") or [], REQUIRES)):
         for name in names:

@@ -13,7 +13,7 @@ from snakemake.utils import min_version, validate
 
 import featscope.config as fsconfig
 from featscope.io import read_json
-from featscope.observables import FAMILIES, applicability
+from featscope.observables import FAMILIES, applicability, parameters
 from featscope.plan import Pack, RunFiles, covered_studies, plan_datasets, plan_study, write_stamp
 from featscope.training import resolve_device
 
@@ -25,7 +25,7 @@ SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 try:
     fsconfig.validate_schema(config, SCHEMA)  # clear message naming the key path
     validate(config, str(SCHEMA_PATH), set_default=True)  # fills in defaults
-    RUNS = fsconfig.check(config, SCHEMA, applicability())
+    RUNS = fsconfig.check(config, SCHEMA, applicability(), parameters())
 except fsconfig.ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 

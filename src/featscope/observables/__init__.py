@@ -20,6 +20,10 @@ class Family:
     applies_to: frozenset
     compute: Callable
     description: str = ""
+    params: frozenset = frozenset()  # its own parameters, besides COMMON_PARAMS
+
+
+COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
 
 
 FAMILIES = {
@@ -28,9 +32,11 @@ FAMILIES = {
     "linreg": Family("linreg", 1, frozenset({"regression"}), families.linreg,
                      "least-squares baselines of y on each layer's features"),
     "spectral": Family("spectral", 1, frozenset({"regression", "classification"}), families.spectral,
-                       "kernel eigen-measures of the penultimate features (Nam et al.)"),
+                       "kernel eigen-measures of the penultimate features (Nam et al.)",
+                       frozenset({"layer", "landmarks", "top"})),
     "weights": Family("weights", 1, frozenset({"regression", "classification"}), families.weights,
-                      "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)"),
+                      "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)",
+                      frozenset({"min_purity"})),
     "gradients": Family("gradients", 1, frozenset({"regression", "classification"}), families.gradients,
                         "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)"),
 }
@@ -38,3 +44,8 @@ FAMILIES = {
 
 def applicability() -> dict[str, set]:
     return {name: set(f.applies_to) for name, f in FAMILIES.items()}
+
+
+def parameters() -> dict[str, set]:
+    """Family name -> the parameters it takes."""
+    return {name: set(COMMON_PARAMS | f.params) for name, f in FAMILIES.items()}
