@@ -218,35 +218,39 @@ def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
         sub = phi[:, np.linspace(0, phi.shape[1] - 1, landmarks).round().astype(int)]
     m, p = sub.shape[1:]
     if m >= p:
-        gram = _gram(sub)
-        rho, u = _eigh_descending(gram / m)
+        gram = _symmetric_products(sub, features_side=True)
+        rho, u = _eigh_descending(gram, m)
         keep = rho > rtol * rho[:, :1].clamp(min=0.0)
         norm = _centred_norm(gram, phi.sum(dim=1), phi.shape[1]) if sub is phi else None
-        return Eigensystems(rho, keep, u=u * keep.unsqueeze(1), centred_norm=norm)
-    kernel = sub @ sub.mT
-    rho, v = _eigh_descending(kernel / m)
+        return Eigensystems(rho, keep, u=u.mul_(keep.unsqueeze(1)), centred_norm=norm)
+    kernel = _symmetric_products(sub, features_side=False)
+    rho, v = _eigh_descending(kernel, m)
     keep = rho > rtol * rho[:, :1].clamp(min=0.0)
     if sub is phi:
-        return Eigensystems(rho, keep, v=v * keep.unsqueeze(1), centred_norm=_centred_kernel_norm(kernel))
+        return Eigensystems(rho, keep, v=v.mul_(keep.unsqueeze(1)), centred_norm=_centred_kernel_norm(kernel))
     safe = torch.where(keep, rho, torch.ones_like(rho))
     u = (sub.mT @ v) / (m * safe).sqrt().unsqueeze(1) * keep.unsqueeze(1)  # Φᵀv_k / ‖Φᵀv_k‖
     return Eigensystems(rho, keep, u=u)
 
 
-def _gram(phi: torch.Tensor) -> torch.Tensor:
-    """ΦᵀΦ of each map, by numpy's symmetric product (BLAS syrk: half the work; 0.045 s
-    against 0.073 s for a batched product of 230 maps of 500 × 100, one thread)."""
+def _symmetric_products(phi: torch.Tensor, features_side: bool) -> torch.Tensor:
+    """ΦᵀΦ (p × p, features_side) or ΦΦᵀ (n × n) of each map, by numpy's symmetric
+    product (BLAS syrk: half the work of a general product; 230 maps of 500 × 100 took
+    0.045 s against 0.073 s batched, one thread)."""
     maps = phi.numpy()
-    gram = np.empty((len(maps), maps.shape[2], maps.shape[2]))
-    for a, out in zip(maps, gram):
-        np.matmul(a.T, a, out=out)
-    return torch.from_numpy(gram)
+    size = maps.shape[2] if features_side else maps.shape[1]
+    out = np.empty((len(maps), size, size))
+    for a, o in zip(maps, out):
+        np.matmul(a.T, a, out=o) if features_side else np.matmul(a, a.T, out=o)
+    return torch.from_numpy(out)
 
 
-def _eigh_descending(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _eigh_descending(a: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenpairs of a / scale, descending; the scale goes on the eigenvalues only, not
+    on a copy of the matrices (2,016² each for the grokking study's wide net)."""
     # numpy's LAPACK: 1.19 s where torch.linalg.eigh took 1.59 s (2,016², one thread, here).
     rho, u = np.linalg.eigh(a.numpy())
-    return torch.from_numpy(rho[:, ::-1].copy()), torch.from_numpy(u[:, :, ::-1].copy())
+    return torch.from_numpy(rho[:, ::-1] / scale), torch.from_numpy(u[:, :, ::-1].copy())
 
 
 def _centred_norm(gram: torch.Tensor, colsum: torch.Tensor, n: int) -> torch.Tensor:
@@ -258,12 +262,28 @@ def _centred_norm(gram: torch.Tensor, colsum: torch.Tensor, n: int) -> torch.Ten
 def _centred_kernel_norm(kernel: torch.Tensor) -> torch.Tensor:
     """‖ΦcᵀΦc‖_F = ‖ΦcΦcᵀ‖_F = ‖HKH‖_F from K = ΦΦᵀ, H the centring matrix."""
     centred = kernel - kernel.mean(dim=-1, keepdim=True)
-    centred = centred - centred.mean(dim=-2, keepdim=True)
-    return torch.linalg.matrix_norm(centred)
+    return torch.linalg.matrix_norm(centred.sub_(centred.mean(dim=-2, keepdim=True)))
+
+
+@dataclass
+class BatchedMeasures:
+    """The measures of T checkpoints: per-eigen-index ones as (T, r) arrays valid where
+    ``keep`` (a prefix of each row), scalars as (T,) arrays."""
+
+    keep: np.ndarray
+    per_k: dict
+    scalars: dict
+
+    def at(self, t: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Checkpoint t as `measure_arrays` gives one map."""
+        r = int(self.keep[t].sum())
+        k = np.arange(1, r + 1)
+        return ([(name, k, v[t, :r]) for name, v in self.per_k.items()]
+                + [(name, np.zeros(1, int), v[t:t + 1]) for name, v in self.scalars.items()])
 
 
 def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target,
-                           outputs: torch.Tensor) -> list[list]:
+                           outputs: torch.Tensor) -> BatchedMeasures:
     """`measure_arrays` for each of T checkpoints: features (T, n, p), outputs (T, n, C),
     target (n, C) or (n,) shared by all."""
     phi = features.double()
@@ -288,19 +308,24 @@ def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target,
     if norm_k is None:  # landmarks: no Gram or kernel of all n samples was formed
         norm_k = (_centred_norm(phi.mT @ phi, colsum, n) if phi.shape[2] <= n
                   else _centred_kernel_norm(phi @ phi.mT))
-    d = _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n)
-    rows = []
-    for i in range(t):
-        r = int(keep[i].sum())
-        q_i, u_i, ev = quality[i, :r].numpy(), utility[i, :r].numpy(), rho[i, :r].numpy()
-        per_k = {"eigenvalue": ev, "quality": q_i, "utility": u_i, "cum_quality": np.cumsum(q_i),
-                 "cum_utility": np.cumsum(u_i)}
-        scalars = {"effective_dim": entropy_dim(ev), "effective_dim_quality": entropy_dim(q_i),
-                   "effective_dim_utility": entropy_dim(u_i), "d_lr": d[i]}
-        k = np.arange(1, r + 1)
-        rows.append([(name, k, np.asarray(v, dtype=float)) for name, v in per_k.items()]
-                    + [(name, np.zeros(1, int), np.array([v], dtype=float)) for name, v in scalars.items()])
-    return rows
+    mask = keep.numpy()
+    # Dropped indices are zeros: they add nothing to the sums below.
+    ev, q_k, u_k = (np.where(mask, a.numpy(), 0.0) for a in (rho, quality, utility))
+    per_k = {"eigenvalue": ev, "quality": q_k, "utility": u_k, "cum_quality": np.cumsum(q_k, axis=1),
+             "cum_utility": np.cumsum(u_k, axis=1)}
+    scalars = {"effective_dim": _entropy_dims(ev), "effective_dim_quality": _entropy_dims(q_k),
+               "effective_dim_utility": _entropy_dims(u_k),
+               "d_lr": np.asarray(_batched_d_lr(norm_k, colsum, q, q_rank, p_q, n), dtype=float)}
+    return BatchedMeasures(mask, per_k, scalars)
+
+
+def _entropy_dims(weights: np.ndarray) -> np.ndarray:
+    """`entropy_dim` of each row of (T, r)."""
+    w = np.clip(weights, 0, None)
+    total = w.sum(axis=1, keepdims=True)
+    p = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+    terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return np.where(total[:, 0] > 0, np.exp(-terms.sum(axis=1)), np.nan)
 
 
 def _output_bases(outputs) -> tuple[torch.Tensor, torch.Tensor]:
