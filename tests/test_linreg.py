@@ -58,3 +58,26 @@ def test_ill_conditioned_features_match_lstsq():
     f = np.hstack([base, base[:, :2] + 1e-5 * rng.standard_normal((300, 2))])
     y = np.tanh(base @ rng.standard_normal(5)) + 0.05 * rng.standard_normal(300)
     assert np.isclose(linreg_loss(f, y).item(), numpy_baseline(f, y), rtol=1e-8)
+
+
+def test_matches_lstsq_on_a_trained_networks_hidden_features():
+    # The blog's MLP through its plateau: h2 has dead and always-on neurons, rank 91 of
+    # 101 and a numerical condition number ~1e35 at some checkpoints. An eigendecomposition
+    # of the Gram with a relative cutoff (this module's method before pivoted Cholesky)
+    # missed numpy's SVD-based lstsq there by 2.5e-5 at step 530.
+    from featscope.observe import snapshots
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {"name": "sin2", "d": 10, "f": 10, "n_train": 500, "n_test": 0, "seed": 0},
+           "model": {"name": "mlp", "width": 100, "depth": 2, "activation": "relu"},
+           "optim": {"name": "adam", "lr": 0.001}, "train": {"steps": 560, "loss": "mse"},
+           "schedule": {"every": 10}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    for snap in snapshots(bundle, data):
+        for layer in ("h1", "h2"):
+            feats = snap.features.layers()[layer]
+            got = linreg_loss(feats, snap.target).numpy()
+            want = [numpy_baseline(f.double().numpy(), snap.target.double().numpy()) for f in feats]
+            assert np.allclose(got, want, rtol=1e-10), (layer, snap.steps)

@@ -29,7 +29,7 @@ COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
 FAMILIES = {
     "nonlinearity": Family("nonlinearity", 1, frozenset({"regression", "classification"}),
                            families.nonlinearity, "active rate and nonlinear/dead/linear neuron counts"),
-    "linreg": Family("linreg", 1, frozenset({"regression"}), families.linreg,
+    "linreg": Family("linreg", 2, frozenset({"regression"}), families.linreg,
                      "least-squares baselines of y on each layer's features"),
     "spectral": Family("spectral", 1, frozenset({"regression", "classification"}), families.spectral,
                        "kernel eigen-measures of the penultimate features (Nam et al.)",
