@@ -187,3 +187,20 @@ def test_spectral_family_matches_per_checkpoint_reference(width):
             assert np.allclose(values(rows, name), values(ref, name), rtol=tol, atol=tol), name
         assert values(rows, "drift_init") == pytest.approx(eigen_drift(maps[0], phi, m=3), abs=1e-9)
         assert values(rows, "drift_prev") == pytest.approx(eigen_drift(maps[max(i - 1, 0)], phi, m=3), abs=1e-9)
+
+
+def test_subspace_drift_resolves_tiny_rotations():
+    # Turning one of m = 3 directions by an angle ε gives drift sin²ε / m: at ε = 1e-10 that
+    # is 3.3e-21, far below the ±1e-16 rounding of 1 − ‖UaᵀUb‖²/m (lazy training lives here).
+    from featscope.observables.spectral import subspace_drift
+
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.standard_normal((200, 4)))
+    u, other = basis[:, :3], basis[:, 3]
+    for eps in (1e-10, 1e-4, 0.3):
+        turned = u.copy()
+        turned[:, 0] = np.cos(eps) * u[:, 0] + np.sin(eps) * other
+        assert subspace_drift(u, turned) == pytest.approx(np.sin(eps) ** 2 / 3, rel=1e-6)
+        assert subspace_drift(turned, u) == pytest.approx(np.sin(eps) ** 2 / 3, rel=1e-6)
+    assert subspace_drift(u, u) < 1e-30
+    assert subspace_drift(u, basis) == pytest.approx(0.0, abs=1e-30)  # u inside the wider basis

@@ -178,11 +178,17 @@ def eigen_drift(features_a, features_b, m: int, landmarks: int | None = None) ->
 
 
 def subspace_drift(ua: np.ndarray, ub: np.ndarray) -> float:
-    """1 − ‖UaᵀUb‖²_F / m for orthonormal bases Ua, Ub (m = the smaller width)."""
-    width = min(ua.shape[1], ub.shape[1])
+    """1 − ‖UaᵀUb‖²_F / m for orthonormal bases Ua, Ub (m = the smaller width).
+
+    Computed as ‖N − W WᵀN‖²_F / m, N the narrower basis and W the other (the same for
+    orthonormal bases), which needs no cancellation: a drift of 1e-20 (lazy training)
+    is resolved, and equal subspaces give ~1e-32 where 1 − ‖UaᵀUb‖²/m gave ±1e-16."""
+    narrow, wide = (ua, ub) if ua.shape[1] <= ub.shape[1] else (ub, ua)
+    width = narrow.shape[1]
     if width == 0:
         return float("nan")
-    return float(max(0.0, 1.0 - ((ua.T @ ub) ** 2).sum() / width))  # clip rounding below 0
+    residual = narrow - wide @ (wide.T @ narrow)
+    return float(min(1.0, (residual ** 2).sum() / width))
 
 
 # ---- Batched over checkpoints: the same measures for a stack of feature maps (T, n, p). ----
