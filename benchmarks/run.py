@@ -101,7 +101,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t,
 
 
 def lone_run_seconds() -> dict:
-    """A single packable run as the workflow's `train` rule trains it (beside a copy of itself)."""
+    """A single packable run as the workflow's `train` rule trains it (one thread: a pack of one)."""
     code = PRELUDE + """
 from featscope.packed import train_alone_packed
 train_alone_packed("warm-up", dict(cfg, train=dict(cfg["train"], steps=5)), data)
@@ -234,7 +234,7 @@ def training_rows(ckpt: str) -> tuple[list, dict]:
     lone = lone_run_seconds()
     rows = [("training, blog MLP, 1 seed: train_one / plain PyTorch loop (time)", ours["seconds"] / plain["seconds"],
              f"{steps / ours['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s"),
-            ("training, a lone run as the workflow trains it (beside a copy) / plain loop (time)",
+            ("training, a lone run as the workflow trains it (a pack of one) / plain loop (time)",
              lone["seconds"] / plain["seconds"], "only runs that find no pack-mate")]
     for threads in (1, 2):
         base = plain if threads == 1 else plain_loop_seconds(threads)

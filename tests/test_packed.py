@@ -109,8 +109,17 @@ def test_packing_refuses_runs_that_differ_beyond_seed_and_values():
         train_packed([("a", dict(SIN2, seed=0)), ("b", other)], data)
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def torch_threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("cfg", [SIN2, MODADD], ids=["full-batch", "minibatch"])
-def test_a_runs_numbers_do_not_depend_on_its_pack(cfg):
+def test_a_runs_numbers_do_not_depend_on_its_pack(cfg, torch_threads):
+    # On one thread a lone run is a pack of one; on two it trains beside a copy of itself.
     data = make_dataset(cfg["task"])
     runs = [(f"run-{s}", {**cfg, "seed": s, "optim": {**cfg["optim"], **values}})
             for s, values in VALUES + [(3, {"lr": 0.01}), (4, {})]]

@@ -301,6 +301,10 @@ def _restore(path, key, st, pack, opt, spill) -> None:
 
 def train_alone_packed(run_id: str, cfg: dict, data: dict, **kwargs) -> RunResult:
     """One run through the packed path, bitwise equal to its result in any pack of two or
-    more (each run's slice of a batched product is computed alike). A pack of one would take
-    another matrix-product path, so the run trains beside a copy of itself."""
+    more (each run's slice of a batched product is computed alike). On one thread (the
+    workflow's default) a pack of one does that. On more, MKL splits a lone product's long
+    inner dimension across threads, which rounds differently from the same product in a
+    batch (measured: the first layer's weight gradient), so the run trains beside a copy."""
+    if torch.get_num_threads() == 1:
+        return train_packed([(run_id, cfg)], data, **kwargs)[0]
     return train_packed([(run_id, cfg), (f"{run_id}~copy", cfg)], data, **kwargs)[0]

@@ -89,6 +89,13 @@ class _StackedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(h, weight, bias):
+        if weight.shape[1] == 1:
+            # One output unit as a row vector times hᵀ: the other orientation's batch-of-one
+            # product takes another path and rounds differently from the same run in a pack
+            # of two or more, this one does not (tests/test_packed.py); and it is faster
+            # (74 against 105 µs, 16 runs of the blog MLP's readout, one thread).
+            out = torch.bmm(weight, h.transpose(1, 2)).transpose(1, 2)
+            return out if bias is None else out.add_(bias.unsqueeze(1))
         out = torch.bmm(h, weight.transpose(1, 2))
         # In place, and not baddbmm: that took 3.1 ms where bmm and add_ take 2.4 (16 runs, 100 x 100).
         return out if bias is None else out.add_(bias.unsqueeze(1))
