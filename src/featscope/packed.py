@@ -304,7 +304,9 @@ def train_alone_packed(run_id: str, cfg: dict, data: dict, **kwargs) -> RunResul
     more (each run's slice of a batched product is computed alike). On one thread (the
     workflow's default) a pack of one does that. On more, MKL splits a lone product's long
     inner dimension across threads, which rounds differently from the same product in a
-    batch (measured: the first layer's weight gradient), so the run trains beside a copy."""
-    if torch.get_num_threads() == 1:
+    batch (measured: the first layer's weight gradient), so the run trains beside a copy;
+    likewise on a GPU, where it has not been measured."""
+    device = resolve_device(kwargs.get("device", "cpu"))
+    if device.type == "cpu" and torch.get_num_threads() == 1:
         return train_packed([(run_id, cfg)], data, **kwargs)[0]
     return train_packed([(run_id, cfg), (f"{run_id}~copy", cfg)], data, **kwargs)[0]
