@@ -143,11 +143,11 @@ def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks, features,
     for t in range(len(phi)):
         ref_eigen = sp.eigensystem(phi[t].double().numpy(), landmarks)
         ref = sp.measure_arrays(phi[t].double().numpy(), *ref_eigen, target, outputs[t])
-        assert [name for name, _, _ in got.at(t)] == [name for name, _, _ in ref]
-        for (name, k, v), (_, k_ref, v_ref) in zip(got.at(t), ref):
+        assert [name for name, _, _ in got[t]] == [name for name, _, _ in ref]
+        for (name, k, v), (_, k_ref, v_ref) in zip(got[t], ref):
             assert np.array_equal(k, k_ref), name
             assert np.allclose(v, v_ref, rtol=1e-9, atol=1e-12), name
-        assert len(got.at(t)[0][1]) == rank  # a dead and a duplicated feature: 10 of 12
+        assert len(got[t][0][1]) == rank  # a dead and a duplicated feature: 10 of 12
         ref_basis = sp.top_subspace(phi[t].double().numpy(), 4, landmarks)
         assert bases[t].shape == ref_basis.shape
         assert sp.subspace_drift(bases[t], ref_basis) == pytest.approx(0.0, abs=1e-10)

@@ -58,36 +58,24 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     target = _targets(snap)
     feats, output = snap.features.layers()[layer].double(), snap.output
     at = np.flatnonzero((_finite(feats) & _finite(output)).numpy())  # a diverged checkpoint has no spectrum
-    if not len(at):
-        return pd.DataFrame(columns=["step", "observable", "layer", "k", "value"])
-    feats = feats[at]
-    eigen = _sp.batched_eigensystems(feats, landmarks)
-    measures = _sp.batched_measure_arrays(feats, eigen, target, output[at])
-    drift_init, drift_prev = [], []
-    for basis in _sp.batched_top_subspaces(feats, eigen, top):
+    measures, bases = _spectra(feats[at], output[at], target, landmarks, top)
+    steps, names, ks, values = [], [], [], []
+    for step, parts, basis in zip(snap.steps[at], measures, bases):
         state.setdefault("init", basis)
-        drift_init.append(_sp.subspace_drift(state["init"], basis))
-        drift_prev.append(_sp.subspace_drift(state.get("prev", basis), basis))
+        drift = [("drift_init", _sp.subspace_drift(state["init"], basis)),
+                 ("drift_prev", _sp.subspace_drift(state.get("prev", basis), basis))]
         state["prev"] = basis
-    scalars = {**measures.scalars, "drift_init": np.array(drift_init), "drift_prev": np.array(drift_prev)}
-    return _spectral_rows(snap.steps[at], layer, measures.keep, measures.per_k, scalars)
-
-
-def _spectral_rows(steps, layer, keep, per_k: dict, scalars: dict) -> pd.DataFrame:
-    """Long-form rows from per-eigen-index arrays (T, r), valid where `keep`, and scalars (T,)."""
-    steps = np.asarray(steps, dtype=np.int64)
-    k_grid = np.broadcast_to(np.arange(1, keep.shape[1] + 1), keep.shape)[keep]
-    step_grid = np.broadcast_to(steps[:, None], keep.shape)[keep]
-    count = len(k_grid)
-    parts = {"step": [np.tile(step_grid, len(per_k)), np.tile(steps, len(scalars))],
-             "observable": [np.repeat(list(per_k), count), np.repeat(list(scalars), len(steps))],
-             "k": [np.tile(k_grid, len(per_k)), np.zeros(len(steps) * len(scalars), dtype=np.int64)],
-             "value": [np.concatenate([v[keep] for v in per_k.values()]),
-                       np.concatenate([np.asarray(v, dtype=float) for v in scalars.values()])]}
-    columns = {name: np.concatenate(arrays) for name, arrays in parts.items()}
-    k = columns.pop("k")
-    return pd.DataFrame({"step": columns["step"], "observable": columns["observable"], "layer": layer,
-                         "k": pd.Series(k, dtype="Int64").mask(k == 0), "value": columns["value"]})
+        parts = parts + [(name, np.zeros(1, int), np.array([value])) for name, value in drift]
+        for name, k, v in parts:
+            steps.append(np.full(len(v), int(step)))
+            names.append(np.repeat(name, len(v)))
+            ks.append(k)
+            values.append(v)
+    if not steps:
+        return pd.DataFrame(columns=["step", "observable", "layer", "k", "value"])
+    k = np.concatenate(ks)
+    return pd.DataFrame({"step": np.concatenate(steps), "observable": np.concatenate(names), "layer": layer,
+                         "k": pd.Series(k, dtype="Int64").mask(k == 0), "value": np.concatenate(values)})
 
 
 def _finite(stack: torch.Tensor) -> torch.Tensor:
@@ -95,6 +83,14 @@ def _finite(stack: torch.Tensor) -> torch.Tensor:
     that came from float32 cannot overflow and any NaN or infinity spoils (on the float64
     features: 4 ms against 61 ms for isfinite, 230 maps of 500 × 100)."""
     return torch.isfinite(stack.flatten(1).sum(dim=1, dtype=torch.float64))
+
+
+def _spectra(feats, output, target, landmarks, top) -> tuple[list, list]:
+    """Per checkpoint: the measures' arrays and the top-`top` eigenfunction basis."""
+    if not len(feats):
+        return [], []
+    eigen = _sp.batched_eigensystems(feats, landmarks)
+    return _sp.batched_measure_arrays(feats, eigen, target, output), _sp.batched_top_subspaces(feats, eigen, top)
 
 
 def _scalar_rows(step, layer, values: dict) -> list[tuple]:

@@ -247,7 +247,10 @@ def _symmetric_products(phi: torch.Tensor, features_side: bool) -> torch.Tensor:
     size = maps.shape[2] if features_side else maps.shape[1]
     out = np.empty((len(maps), size, size))
     for a, o in zip(maps, out):
-        np.matmul(a.T, a, out=o) if features_side else np.matmul(a, a.T, out=o)
+        if features_side:
+            np.matmul(a.T, a, out=o)
+        else:
+            np.matmul(a, a.T, out=o)
     return torch.from_numpy(out)
 
 
@@ -271,25 +274,8 @@ def _centred_kernel_norm(kernel: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(centred.sub_(centred.mean(dim=-2, keepdim=True)))
 
 
-@dataclass
-class BatchedMeasures:
-    """The measures of T checkpoints: per-eigen-index ones as (T, r) arrays valid where
-    ``keep`` (a prefix of each row), scalars as (T,) arrays."""
-
-    keep: np.ndarray
-    per_k: dict
-    scalars: dict
-
-    def at(self, t: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """Checkpoint t as `measure_arrays` gives one map."""
-        r = int(self.keep[t].sum())
-        k = np.arange(1, r + 1)
-        return ([(name, k, v[t, :r]) for name, v in self.per_k.items()]
-                + [(name, np.zeros(1, int), v[t:t + 1]) for name, v in self.scalars.items()])
-
-
 def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target,
-                           outputs: torch.Tensor) -> BatchedMeasures:
+                           outputs: torch.Tensor) -> list[list]:
     """`measure_arrays` for each of T checkpoints: features (T, n, p), outputs (T, n, C),
     target (n, C) or (n,) shared by all."""
     phi = features.double()
@@ -314,24 +300,19 @@ def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target,
     if norm_k is None:  # landmarks: no Gram or kernel of all n samples was formed
         norm_k = (_centred_norm(phi.mT @ phi, colsum, n) if phi.shape[2] <= n
                   else _centred_kernel_norm(phi @ phi.mT))
-    mask = keep.numpy()
-    # Dropped indices are zeros: they add nothing to the sums below.
-    ev, q_k, u_k = (np.where(mask, a.numpy(), 0.0) for a in (rho, quality, utility))
-    per_k = {"eigenvalue": ev, "quality": q_k, "utility": u_k, "cum_quality": np.cumsum(q_k, axis=1),
-             "cum_utility": np.cumsum(u_k, axis=1)}
-    scalars = {"effective_dim": _entropy_dims(ev), "effective_dim_quality": _entropy_dims(q_k),
-               "effective_dim_utility": _entropy_dims(u_k),
-               "d_lr": np.asarray(_batched_d_lr(norm_k, colsum, q, q_rank, p_q, n), dtype=float)}
-    return BatchedMeasures(mask, per_k, scalars)
-
-
-def _entropy_dims(weights: np.ndarray) -> np.ndarray:
-    """`entropy_dim` of each row of (T, r)."""
-    w = np.clip(weights, 0, None)
-    total = w.sum(axis=1, keepdims=True)
-    p = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-    terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return np.where(total[:, 0] > 0, np.exp(-terms.sum(axis=1)), np.nan)
+    d = _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n)
+    rows = []
+    for i in range(t):
+        r = int(keep[i].sum())
+        q_i, u_i, ev = quality[i, :r].numpy(), utility[i, :r].numpy(), rho[i, :r].numpy()
+        per_k = {"eigenvalue": ev, "quality": q_i, "utility": u_i, "cum_quality": np.cumsum(q_i),
+                 "cum_utility": np.cumsum(u_i)}
+        scalars = {"effective_dim": entropy_dim(ev), "effective_dim_quality": entropy_dim(q_i),
+                   "effective_dim_utility": entropy_dim(u_i), "d_lr": d[i]}
+        k = np.arange(1, r + 1)
+        rows.append([(name, k, np.asarray(v, dtype=float)) for name, v in per_k.items()]
+                    + [(name, np.zeros(1, int), np.array([v], dtype=float)) for name, v in scalars.items()])
+    return rows
 
 
 def _output_bases(outputs) -> tuple[torch.Tensor, torch.Tensor]:
