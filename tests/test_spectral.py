@@ -122,12 +122,14 @@ def test_d_lr_matches_explicit_n_by_n_twin(problem):
     assert d_lr(phi, output) > 0.1
 
 
+@pytest.mark.parametrize("named", [False, True], ids=["all-eigenvectors", "named-functions"])
 @pytest.mark.parametrize("landmarks,features,rank", [(None, 12, 10), (60, 12, 10), (None, 150, 120), (8, 12, 8)],
                          ids=["exact", "nystrom", "wider-than-samples", "fewer-landmarks-than-features"])
-def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks, features, rank):
+def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks, features, rank, named):
     """The observe path's batched measures against the per-map reference (eigh of ΦᵀΦ, or
     the SVD of Φ when samples are fewer), on a stack of maps with a dead and a duplicated
-    feature (rank-deficient) and a rank-1 output."""
+    feature (rank-deficient) and a rank-1 output. Named up front, the target and outputs
+    let the kernel route (wider than samples) skip forming all eigenvectors."""
     from featscope.observables import spectral as sp
 
     gen = torch.Generator().manual_seed(1)
@@ -137,7 +139,9 @@ def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks, features,
     outputs = torch.randn(6, 120, 3, generator=gen)
     outputs[2] = outputs[2, :, :1].expand(-1, 3)  # rank 1
     target = one_hot(np.arange(120) % 3, 3)
-    eigen = sp.batched_eigensystems(phi, landmarks)
+    named_args = {"target": target, "outputs": outputs, "top": 4} if named else {}
+    eigen = sp.batched_eigensystems(phi, landmarks, **named_args)
+    assert (eigen.v_inner is not None) == (named and features > 120 and landmarks is None)
     got = sp.batched_measure_arrays(phi, eigen, target, outputs)
     bases = sp.batched_top_subspaces(phi, eigen, m=4)
     for t in range(len(phi)):
@@ -204,3 +208,32 @@ def test_subspace_drift_resolves_tiny_rotations():
         assert subspace_drift(turned, u) == pytest.approx(np.sin(eps) ** 2 / 3, rel=1e-6)
     assert subspace_drift(u, u) < 1e-30
     assert subspace_drift(u, basis) == pytest.approx(0.0, abs=1e-30)  # u inside the wider basis
+
+
+def test_kernel_route_falls_back_to_full_eigh_when_mrrr_refuses(monkeypatch):
+    """If the tridiagonal solver raises, the matrix goes through a full eigh instead: the
+    same measures and subspaces."""
+    import scipy.linalg
+
+    from featscope.observables import spectral as sp
+
+    gen = torch.Generator().manual_seed(2)
+    phi = torch.relu(torch.randn(3, 40, 12, generator=gen) @ torch.randn(12, 60, generator=gen))
+    outputs, target = torch.randn(3, 40, 2, generator=gen), one_hot(np.arange(40) % 2, 2)
+
+    def measured():
+        eigen = sp.batched_eigensystems(phi, target=target, outputs=outputs, top=3)
+        return sp.batched_measure_arrays(phi, eigen, target, outputs), sp.batched_top_subspaces(phi, eigen, 3)
+
+    rows, bases = measured()
+
+    def refuse(*args, **kwargs):
+        raise scipy.linalg.LinAlgError("refused")
+
+    monkeypatch.setattr(scipy.linalg, "eigh_tridiagonal", refuse)
+    rows_full, bases_full = measured()
+    for got, ref in zip(rows, rows_full):
+        for (name, _, v), (_, _, v_ref) in zip(got, ref):
+            assert np.allclose(v, v_ref, rtol=1e-9, atol=1e-12), name
+    for b, b_ref in zip(bases, bases_full):
+        assert sp.subspace_drift(b, b_ref) == pytest.approx(0.0, abs=1e-12)

@@ -89,7 +89,7 @@ def _spectra(feats, output, target, landmarks, top) -> tuple[list, list]:
     """Per checkpoint: the measures' arrays and the top-`top` eigenfunction basis."""
     if not len(feats):
         return [], []
-    eigen = _sp.batched_eigensystems(feats, landmarks)
+    eigen = _sp.batched_eigensystems(feats, landmarks, target=target, outputs=output, top=top)
     return _sp.batched_measure_arrays(feats, eigen, target, output), _sp.batched_top_subspaces(feats, eigen, top)
 
 
