@@ -37,15 +37,22 @@ class Snapshot:
     split: str = "train"
     _model: torch.nn.Module = field(default=None, repr=False)
 
+    def model_type(self) -> type:
+        """The class of the model, without loading a checkpoint into it."""
+        return type(self._live_model())
+
     def model_at(self, i: int):
         """A live model holding the parameters of checkpoint i of this chunk (one module,
         reloaded: building a K = 2048 net afresh costs its random initialisation)."""
-        if self._model is None:
-            self._model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
-        self._model.load_state_dict({k: v[i] for k, v in self.params.items()})
+        self._live_model().load_state_dict({k: v[i] for k, v in self.params.items()})
         for p in self._model.parameters():
             p.grad = None
         return self._model.eval()
+
+    def _live_model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
+        return self._model
 
     def select(self, keep: np.ndarray) -> "Snapshot":
         """The checkpoints of this chunk where the boolean mask `keep` is true."""

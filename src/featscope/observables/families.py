@@ -143,10 +143,9 @@ def _neuron_rows(snap, i, step, params) -> list[tuple]:
     w1 = snap.params["hidden.0.weight"][i]
     rows = _scalar_rows(step, "h1", {"feature_diversity": _dyn.feature_diversity(w1),
                                      "weight_effective_rank": _dyn.effective_rank(w1)})
-    model = snap.model_at(i)
-    if hasattr(model, "input_weights"):
+    if hasattr(snap.model_type(), "input_weights"):  # loading a checkpoint is not free
         with torch.no_grad():
-            w_in = model.input_weights()
+            w_in = snap.model_at(i).input_weights()
         purity, _ = _dyn.fourier_purity(w_in)
         rows += [(int(step), "fourier_purity", "h1", j, float(p)) for j, p in enumerate(purity)]
         rows += _scalar_rows(step, "h1", {"fourier_frequencies": _dyn.distinct_frequencies(
