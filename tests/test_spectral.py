@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.optimize import nnls
@@ -237,3 +238,29 @@ def test_kernel_route_falls_back_to_full_eigh_when_mrrr_refuses(monkeypatch):
             assert np.allclose(v, v_ref, rtol=1e-9, atol=1e-12), name
     for b, b_ref in zip(bases, bases_full):
         assert sp.subspace_drift(b, b_ref) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_spectral_family_skips_a_diverged_checkpoint():
+    """A checkpoint with non-finite weights gets no spectral rows; the others are what they
+    would be without it (drift_prev of the next one then compares with the last finite one)."""
+    from featscope.observe import observe_run
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 40, "n_test": 0, "seed": 0},
+           "model": {"name": "mlp", "width": 8, "depth": 1},
+           "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 40, "loss": "mse"},
+           "schedule": {"every": 10}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    clean = observe_run("r", "spectral", bundle, data, {"top": 3})
+    broken = dict(bundle, params={k: v.clone() for k, v in bundle["params"].items()})
+    broken["params"]["hidden.0.weight"][2, 0, 0] = float("nan")
+    bad_step, next_step = (int(s) for s in bundle["steps"][2:4])
+    got = observe_run("r", "spectral", broken, data, {"top": 3})
+    assert bad_step not in set(got.step) and set(got.step) == set(clean.step) - {bad_step}
+    same = ~got.step.eq(next_step) | got.observable.ne("drift_prev")
+    expected = clean[clean.step != bad_step].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[same].reset_index(drop=True), expected[same.to_numpy()].reset_index(drop=True))
+    prev = got[(got.step == next_step) & (got.observable == "drift_prev")].value.item()
+    assert prev > 0

@@ -58,26 +58,42 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     layer = params.get("layer") or list(snap.features.post)[-1]
     landmarks, top = params.get("landmarks"), params.get("top", 10)
     target = _targets(snap)
-    feats, output = snap.features.layers()[layer].double(), snap.output
-    at = np.flatnonzero((_finite(feats) & _finite(output)).numpy())  # a diverged checkpoint has no spectrum
-    measures, bases = _spectra(feats[at], output[at], target, landmarks, top)
-    steps, names, ks, values = [], [], [], []
-    for step, parts, basis in zip(snap.steps[at], measures, bases):
-        state.setdefault("init", basis)
-        drift = [("drift_init", _sp.subspace_drift(state["init"], basis)),
-                 ("drift_prev", _sp.subspace_drift(state.get("prev", basis), basis))]
-        state["prev"] = basis
-        parts = parts + [(name, np.zeros(1, int), np.array([value])) for name, value in drift]
-        for name, k, v in parts:
-            steps.append(np.full(len(v), int(step)))
-            names.append(np.repeat(name, len(v)))
-            ks.append(k)
-            values.append(v)
-    if not steps:
+    feats, output, steps = snap.features.layers()[layer].double(), snap.output, snap.steps
+    finite = (_finite(feats) & _finite(output)).numpy()
+    if not finite.all():  # a diverged checkpoint has no spectrum
+        feats, output, steps = feats[finite], output[finite], steps[finite]
+    if not len(steps):
         return pd.DataFrame(columns=["step", "observable", "layer", "k", "value"])
-    k = np.concatenate(ks)
-    return pd.DataFrame({"step": np.concatenate(steps), "observable": np.concatenate(names), "layer": layer,
-                         "k": pd.Series(k, dtype="Int64").mask(k == 0), "value": np.concatenate(values)})
+    eigen = _sp.batched_eigensystems(feats, landmarks, target=target, outputs=output, top=top)
+    measured = _sp.batched_measures(feats, eigen, target, output)
+    drift = _drifts(_sp.batched_top_subspaces(feats, eigen, top), state)
+    return _spectral_frame(steps, layer, measured, drift)
+
+
+def _drifts(bases: list, state: dict) -> dict:
+    """Subspace drift of each checkpoint's top eigenfunctions against the run's first and
+    the previous checkpoint (`state` carries both across chunks)."""
+    drift = {"drift_init": [], "drift_prev": []}
+    for basis in bases:
+        state.setdefault("init", basis)
+        drift["drift_init"].append(_sp.subspace_drift(state["init"], basis))
+        drift["drift_prev"].append(_sp.subspace_drift(state.get("prev", basis), basis))
+        state["prev"] = basis
+    return {name: np.array(values) for name, values in drift.items()}
+
+
+def _spectral_frame(steps, layer: str, measured, drift: dict) -> pd.DataFrame:
+    """Long-form rows, one block per observable: per-index measures where kept, scalars."""
+    steps = np.asarray(steps, dtype=np.int64)
+    at_t, at_k = np.nonzero(measured.keep)
+    blocks = [(name, steps[at_t], at_k + 1, values[at_t, at_k]) for name, values in measured.per_k.items()]
+    blocks += [(name, steps, np.zeros(len(steps), np.int64), values)
+               for name, values in {**measured.scalars, **drift}.items()]
+    k = np.concatenate([b[2] for b in blocks])
+    return pd.DataFrame({"step": np.concatenate([b[1] for b in blocks]),
+                         "observable": np.concatenate([np.repeat(b[0], len(b[1])) for b in blocks]),
+                         "layer": layer, "k": pd.Series(k, dtype="Int64").mask(k == 0),
+                         "value": np.concatenate([b[3] for b in blocks])})
 
 
 def _finite(stack: torch.Tensor) -> torch.Tensor:
@@ -85,14 +101,6 @@ def _finite(stack: torch.Tensor) -> torch.Tensor:
     that came from float32 cannot overflow and any NaN or infinity spoils (on the float64
     features: 4 ms against 61 ms for isfinite, 230 maps of 500 × 100)."""
     return torch.isfinite(stack.flatten(1).sum(dim=1, dtype=torch.float64))
-
-
-def _spectra(feats, output, target, landmarks, top) -> tuple[list, list]:
-    """Per checkpoint: the measures' arrays and the top-`top` eigenfunction basis."""
-    if not len(feats):
-        return [], []
-    eigen = _sp.batched_eigensystems(feats, landmarks, target=target, outputs=output, top=top)
-    return _sp.batched_measure_arrays(feats, eigen, target, output), _sp.batched_top_subspaces(feats, eigen, top)
 
 
 def _scalar_rows(step, layer, values: dict) -> list[tuple]:

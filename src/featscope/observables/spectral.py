@@ -338,10 +338,34 @@ def _centred_kernel_norm(kernel: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(centred.sub_(centred.mean(dim=-2, keepdim=True)))
 
 
+@dataclass
+class BatchedMeasures:
+    """The measures of T checkpoints as arrays: those per eigen-index (T, r), valid where
+    ``keep`` (a prefix of each row: k = 1…r_t), and the scalars (T,)."""
+
+    keep: np.ndarray
+    per_k: dict
+    scalars: dict
+
+    def arrays(self, t: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Checkpoint t's measures as `measure_arrays` gives one map's."""
+        k = np.flatnonzero(self.keep[t]) + 1
+        return ([(name, k, v[t, k - 1]) for name, v in self.per_k.items()]
+                + [(name, np.zeros(1, int), v[t:t + 1]) for name, v in self.scalars.items()])
+
+
 def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target,
                            outputs: torch.Tensor) -> list[list]:
     """`measure_arrays` for each of T checkpoints: features (T, n, p), outputs (T, n, C),
     target (n, C) or (n,) shared by all."""
+    measured = batched_measures(features, eigen, target, outputs)
+    return [measured.arrays(t) for t in range(len(measured.keep))]
+
+
+def batched_measures(features: torch.Tensor, eigen: Eigensystems, target,
+                     outputs: torch.Tensor) -> BatchedMeasures:
+    """The measures of `measure_arrays` for a stack of maps, as arrays over checkpoints: no
+    Python per checkpoint (the blog MLP's 230 checkpoints: 0.045 s against 0.068 s one by one)."""
     phi = features.double()
     rho, keep = eigen.rho, eigen.keep
     t, n, _ = phi.shape
@@ -361,24 +385,28 @@ def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target,
     else:  # ⟨e_k, f⟩ = u_kᵀΦᵀf / (n√ρ_k)
         scale = (torch.where(keep, rho, torch.ones_like(rho)).sqrt() * n).unsqueeze(-1)
         inner_star, inner_hat = (eigen.u.mT @ pf / scale for pf in proj[:2])
-    quality, utility = _batched_shares(inner_star, f_star), _batched_shares(inner_hat, f_hat)
+    kept = keep.numpy()
+    quality, utility, ev = (np.where(kept, a.numpy(), 0.0) for a in
+                            (_batched_shares(inner_star, f_star), _batched_shares(inner_hat, f_hat), rho))
     norm_k = eigen.centred_norm
     if norm_k is None:  # landmarks: no Gram or kernel of all n samples was formed
         norm_k = (_centred_norm(phi.mT @ phi, colsum, n) if phi.shape[2] <= n
                   else _centred_kernel_norm(phi @ phi.mT))
-    d = _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n)
-    rows = []
-    for i in range(t):
-        r = int(keep[i].sum())
-        q_i, u_i, ev = quality[i, :r].numpy(), utility[i, :r].numpy(), rho[i, :r].numpy()
-        per_k = {"eigenvalue": ev, "quality": q_i, "utility": u_i, "cum_quality": np.cumsum(q_i),
-                 "cum_utility": np.cumsum(u_i)}
-        scalars = {"effective_dim": entropy_dim(ev), "effective_dim_quality": entropy_dim(q_i),
-                   "effective_dim_utility": entropy_dim(u_i), "d_lr": d[i]}
-        k = np.arange(1, r + 1)
-        rows.append([(name, k, np.asarray(v, dtype=float)) for name, v in per_k.items()]
-                    + [(name, np.zeros(1, int), np.array([v], dtype=float)) for name, v in scalars.items()])
-    return rows
+    per_k = {"eigenvalue": ev, "quality": quality, "utility": utility,
+             "cum_quality": np.cumsum(quality, axis=1), "cum_utility": np.cumsum(utility, axis=1)}
+    scalars = {"effective_dim": _batched_entropy_dim(ev), "effective_dim_quality": _batched_entropy_dim(quality),
+               "effective_dim_utility": _batched_entropy_dim(utility),
+               "d_lr": np.array(_batched_d_lr(norm_k, colsum, q, q_rank, p_q, n))}
+    return BatchedMeasures(kept, per_k, scalars)
+
+
+def _batched_entropy_dim(weights: np.ndarray) -> np.ndarray:
+    """`entropy_dim` of each row of weights (T, r), dropped entries zero."""
+    w = np.clip(weights, 0, None)
+    total = w.sum(axis=1, keepdims=True)
+    p = w / np.where(total > 0, total, 1.0)
+    plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return np.where(total[:, 0] > 0, np.exp(-plogp.sum(axis=1)), np.nan)
 
 
 def _measured_functions(target, outputs: torch.Tensor, t: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -414,13 +442,9 @@ def _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n) -> list[float]:
     q_c = q - q.mean(dim=1, keepdim=True)
     norm_p = torch.linalg.matrix_norm(q_c.mT @ q_c)
     values = []
-    for i in range(len(norm_k)):
-        gram_2 = np.array([[1.0, float(j_p[i])], [float(j_p[i]), float(q_rank[i])]])
-        _, a2 = _nnls2(gram_2, np.array([float(k_j[i]), float(k_p[i])]))
-        if a2 <= 0 or norm_k[i] == 0 or norm_p[i] == 0:
-            values.append(1.0)
-        else:
-            values.append(float(1.0 - cross[i] / (norm_k[i] * norm_p[i])))
+    for kj, kp, jp, rank, nk, nq, c in zip(*(a.tolist() for a in (k_j, k_p, j_p, q_rank, norm_k, norm_p, cross))):
+        _, a2 = _nnls2(np.array([[1.0, jp], [jp, float(rank)]]), np.array([kj, kp]))
+        values.append(1.0 if a2 <= 0 or nk == 0 or nq == 0 else 1.0 - c / (nk * nq))
     return values
 
 
@@ -438,8 +462,5 @@ def batched_top_subspaces(features: torch.Tensor, eigen: Eigensystems, m: int) -
         scale = torch.where(kept, eigen.rho[:, :width], torch.ones_like(eigen.rho[:, :width])).sqrt()
         e_top = features.double() @ eigen.u[:, :, :width] / scale.unsqueeze(1) * kept.unsqueeze(1)
     basis, s, _ = torch.linalg.svd(e_top, full_matrices=False)
-    bases = []
-    for t in range(len(e_top)):
-        ok = s[t] > 1e-10 * s[t, 0] if s[t, 0] > 0 else torch.zeros_like(s[t], dtype=torch.bool)
-        bases.append(basis[t][:, ok].numpy())
-    return bases
+    ok = ((s > 1e-10 * s[:, :1]) & (s[:, :1] > 0)).numpy()
+    return [b[:, keep] if not keep.all() else b for b, keep in zip(basis.numpy(), ok)]
