@@ -128,7 +128,34 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
         assert np.allclose([r[4] for r in got], [r[4] for r in want], rtol=1e-4, atol=1e-7)
 
 
-def test_a_family_observes_only_the_checkpoints_its_own_schedule_names():
+def test_features_are_computed_once_per_chunk_and_only_for_families_that_use_them(monkeypatch):
+    from featscope import observe
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
+           "model": {"name": "mlp", "width": 16, "depth": 2}, "optim": {"name": "adam", "lr": 0.01},
+           "train": {"steps": 20, "loss": "mse"}, "schedule": {"every": 5}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    sizes = []
+    batched_forward = observe._batched_forward
+
+    def counted(*args):
+        forward = batched_forward(*args)
+        return lambda params: (sizes.append(len(next(iter(params.values())))), forward(params))[1]
+
+    monkeypatch.setattr(observe, "_batched_forward", counted)
+    observe.observe_families("r", {"weights": {}}, bundle, data)
+    assert sizes == [1]  # sizing the chunks only: weights read parameters, not features
+    sizes.clear()
+    observe.observe_families("r", {"nonlinearity": {}, "linreg": {}, "spectral": {"top": 3}}, bundle, data)
+    assert sizes == [1, 5]  # one forward pass of the chunk's 5 checkpoints for three families
+
+
+@pytest.mark.parametrize("first", ["nonlinearity", "linreg"],
+                         ids=["subsets-picked-from-the-chunk", "subsets-evaluated-alone"])
+def test_a_family_observes_only_the_checkpoints_its_own_schedule_names(first):
     from featscope import observe
     from featscope.tasks import make_dataset
     from featscope.training import train_one
@@ -139,9 +166,11 @@ def test_a_family_observes_only_the_checkpoints_its_own_schedule_names():
     data = make_dataset(cfg["task"])
     bundle = train_one("r", cfg, data, progress=False).checkpoints
     every = observe.observe_families("r", {"linreg": {}, "spectral": {"top": 3}, "nonlinearity": {}}, bundle, data)
-    sparse = observe.observe_families("r", {"linreg": {"schedule": {"every": 20}},
-                                            "spectral": {"top": 3, "schedule": {"every": 15}},
-                                            "nonlinearity": {}}, bundle, data)
+    sparse_families = {"linreg": {"schedule": {"every": 20}}, "spectral": {"top": 3, "schedule": {"every": 15}},
+                       "nonlinearity": {}}
+    # The first family decides whether the chunk's features exist when the others pick theirs.
+    sparse_families = {first: sparse_families[first], **sparse_families}
+    sparse = observe.observe_families("r", sparse_families, bundle, data)
     assert sorted(set(sparse["linreg"].step)) == [0, 20, 40, 45]  # multiples of 20, and the ends
     assert sorted(set(sparse["spectral"].step)) == [0, 15, 30, 45]
     assert sparse["nonlinearity"].equals(every["nonlinearity"])

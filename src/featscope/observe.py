@@ -8,6 +8,7 @@ instead of one pass per checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,17 +26,32 @@ COLUMNS = ["run", "step", "observable", "layer", "k", "value"]
 
 @dataclass
 class Snapshot:
-    """A chunk of T checkpoints of one run, with their features on the evaluation set."""
+    """A chunk of T checkpoints of one run. Their outputs and features on the evaluation set
+    are computed on first use, once for all families (weights-only families never use them)."""
 
     steps: np.ndarray  # (T,)
     params: dict  # name -> (T, ...)
-    features: Features  # tensors (T, n, ...)
-    output: torch.Tensor  # (T, n, out)
     target: torch.Tensor  # (n, out) or (n,)
+    forward: Callable = None  # params -> (outputs (T, n, out), Features (T, n, ...)), batched
     bundle: dict = None  # the run's checkpoint bundle (model config, loss, all steps)
     data: dict = None
     split: str = "train"
     _model: torch.nn.Module = field(default=None, repr=False)
+    _evaluated: tuple = field(default=None, repr=False)
+
+    @property
+    def features(self) -> Features:
+        return self._evaluate()[1]
+
+    @property
+    def output(self) -> torch.Tensor:
+        return self._evaluate()[0]
+
+    def _evaluate(self) -> tuple:
+        if self._evaluated is None:
+            with torch.no_grad():
+                self._evaluated = self.forward(self.params)
+        return self._evaluated
 
     def model_type(self) -> type:
         """The class of the model, without loading a checkpoint into it."""
@@ -55,13 +71,17 @@ class Snapshot:
         return self._model
 
     def select(self, keep: np.ndarray) -> "Snapshot":
-        """The checkpoints of this chunk where the boolean mask `keep` is true."""
+        """The checkpoints of this chunk where the boolean mask `keep` is true (their features
+        picked from this chunk's if computed already, else computed for them alone on use)."""
         at = torch.as_tensor(np.flatnonzero(keep))
         pick = lambda t: t.index_select(0, at)  # noqa: E731
-        features = Features(pick(self.features.inputs), {k: pick(v) for k, v in self.features.pre.items()},
-                            {k: pick(v) for k, v in self.features.post.items()})
-        return Snapshot(self.steps[keep], {k: pick(v) for k, v in self.params.items()}, features,
-                        pick(self.output), self.target, self.bundle, self.data, self.split)
+        evaluated = None
+        if self._evaluated is not None:
+            out, feats = self._evaluated
+            evaluated = (pick(out), Features(pick(feats.inputs), {k: pick(v) for k, v in feats.pre.items()},
+                                             {k: pick(v) for k, v in feats.post.items()}))
+        return Snapshot(self.steps[keep], {k: pick(v) for k, v in self.params.items()}, self.target,
+                        self.forward, self.bundle, self.data, self.split, _evaluated=evaluated)
 
 
 def long_rows(steps, observable: str, values, layer: str | None = None) -> pd.DataFrame:
@@ -104,10 +124,8 @@ def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int | None 
     steps = bundle["steps"].numpy()
     chunk = chunk or _chunk_size(forward, bundle["params"])
     for lo in range(0, len(steps), chunk):
-        params = _float_params(bundle["params"], lo, lo + chunk)
-        with torch.no_grad():
-            out, features = forward(params)
-        yield Snapshot(steps[lo:lo + chunk], params, features, out, target, bundle, data, split)
+        yield Snapshot(steps[lo:lo + chunk], _float_params(bundle["params"], lo, lo + chunk), target,
+                       forward, bundle, data, split)
 
 
 def _float_params(params: dict, lo: int, hi: int) -> dict:
