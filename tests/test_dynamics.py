@@ -75,18 +75,23 @@ def test_input_weights_are_the_effective_one_hot_weights():
         assert torch.allclose(pre, w[:, 0, 2] + w[:, 1, 5] + bias, atol=1e-6)
 
 
-def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypatch):
-    """Checkpoints are observed in chunks sized to a feature budget; the rows do not depend
-    on the chunking (families that compare checkpoints carry state across chunks)."""
-    from featscope import observe
+def _small_mlp_run(steps: int, every: int):
+    """The checkpoints and data of a [3, 16, 16, 1] MLP trained on sin² for `steps` steps."""
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
     cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
            "model": {"name": "mlp", "width": 16, "depth": 2}, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 40, "loss": "mse"}, "schedule": {"every": 4}, "seed": 0}
+           "train": {"steps": steps, "loss": "mse"}, "schedule": {"every": every}, "seed": 0}
     data = make_dataset(cfg["task"])
-    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    return train_one("r", cfg, data, progress=False).checkpoints, data
+
+
+def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypatch):
+    """Checkpoints are observed in chunks sized to a feature budget; the rows do not depend
+    on the chunking (families that compare checkpoints carry state across chunks)."""
+    from featscope import observe
+    bundle, data = _small_mlp_run(steps=40, every=4)
     families = {"nonlinearity": {}, "linreg": {}, "spectral": {"top": 3}, "weights": {}, "gradients": {}}
     whole = observe.observe_families("r", families, bundle, data)
     assert [len(s.steps) for s in observe.snapshots(bundle, data)] == [11]
@@ -130,14 +135,7 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
 
 def test_features_are_computed_once_per_chunk_and_only_for_families_that_use_them(monkeypatch):
     from featscope import observe
-    from featscope.tasks import make_dataset
-    from featscope.training import train_one
-
-    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
-           "model": {"name": "mlp", "width": 16, "depth": 2}, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 20, "loss": "mse"}, "schedule": {"every": 5}, "seed": 0}
-    data = make_dataset(cfg["task"])
-    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    bundle, data = _small_mlp_run(steps=20, every=5)
     sizes = []
     batched_forward = observe._batched_forward
 
@@ -157,14 +155,7 @@ def test_features_are_computed_once_per_chunk_and_only_for_families_that_use_the
                          ids=["subsets-picked-from-the-chunk", "subsets-evaluated-alone"])
 def test_a_family_observes_only_the_checkpoints_its_own_schedule_names(first):
     from featscope import observe
-    from featscope.tasks import make_dataset
-    from featscope.training import train_one
-
-    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
-           "model": {"name": "mlp", "width": 16, "depth": 2}, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 45, "loss": "mse"}, "schedule": {"every": 5}, "seed": 0}
-    data = make_dataset(cfg["task"])
-    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    bundle, data = _small_mlp_run(steps=45, every=5)
     every = observe.observe_families("r", {"linreg": {}, "spectral": {"top": 3}, "nonlinearity": {}}, bundle, data)
     sparse_families = {"linreg": {"schedule": {"every": 20}}, "spectral": {"top": 3, "schedule": {"every": 15}},
                        "nonlinearity": {}}
