@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2), ~1.5 more
     .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net, ~1.5 more
 
-Prints a table; nothing here is a pass/fail assertion. Training times are the fastest of
-three fresh processes each (plain loop and featscope alike); observe times are one run
-each, divided by the fastest training: if anything, against featscope.
+Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
+fastest of three fresh processes each (plain loop and featscope alike): this machine's
+timings swing from one process to the next.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ BLOG = {
 }
 
 
-REPEATS = 3  # training timings: the fastest of this many fresh processes (see `fastest`)
+REPEATS = 3  # training and observe timings: the fastest of this many fresh processes (see `fastest`)
 
 
 def fastest(measure, *args) -> dict:
@@ -275,12 +275,12 @@ def observe_rows(ckpt: str, train_seconds: float) -> list:
     sets = [[f] for f in ("nonlinearity", "linreg", "spectral", "weights", "gradients")]
     sets += [["nonlinearity", "linreg", "spectral"], ["weights", "gradients"]]
     for families in sets:
-        obs = observe_seconds(families, ckpt)
+        obs = fastest(observe_seconds, families, ckpt)
         label = families[0] if len(families) == 1 else " + ".join(families) + " (one pass)"
         rows.append((f"observe {label} / train (time, default schedule)", obs["seconds"] / train_seconds,
                      f"{obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB"))
     log_only = {"schedule": {"log": 40}}
-    obs = observe_seconds({"nonlinearity": {}, "linreg": log_only, "spectral": log_only}, ckpt)
+    obs = fastest(observe_seconds, {"nonlinearity": {}, "linreg": log_only, "spectral": log_only}, ckpt)
     rows.append(("observe nonlinearity + linreg + spectral, the last two on their own schedule {log: 40} / train",
                  obs["seconds"] / train_seconds, f"{obs['rows']} rows (nonlinearity at all 230 checkpoints)"))
     floor = eigh_seconds()
