@@ -278,14 +278,15 @@ def observe_rows(ckpt: str, train_seconds: float) -> list:
         obs = fastest(observe_seconds, families, ckpt)
         label = families[0] if len(families) == 1 else " + ".join(families) + " (one pass)"
         rows.append((f"observe {label} / train (time, default schedule)", obs["seconds"] / train_seconds,
-                     f"{obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB"))
+                     f"{obs['seconds']:.2f} s vs {train_seconds:.2f} s; {obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB"))
     log_only = {"schedule": {"log": 40}}
     obs = fastest(observe_seconds, {"nonlinearity": {}, "linreg": log_only, "spectral": log_only}, ckpt)
     rows.append(("observe nonlinearity + linreg + spectral, the last two on their own schedule {log: 40} / train",
-                 obs["seconds"] / train_seconds, f"{obs['rows']} rows (nonlinearity at all 230 checkpoints)"))
+                 obs["seconds"] / train_seconds,
+                 f"{obs['seconds']:.2f} s; {obs['rows']} rows (nonlinearity at all 230 checkpoints)"))
     floor = eigh_seconds()
     rows.append(("  of which spectral's float64 eigendecompositions alone, 100² per checkpoint / train (time)",
-                 floor / train_seconds, "ΦᵀΦ of h2 at 230 checkpoints: what the one-pass row cannot shed"))
+                 floor / train_seconds, f"{floor:.2f} s: ΦᵀΦ of h2 at 230 checkpoints, what the one-pass row cannot shed"))
     return rows
 
 
