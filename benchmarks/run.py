@@ -1,8 +1,8 @@
 """featscope benchmarks: each number is a ratio against a baseline measured in the same run.
 
-    .venv/bin/python benchmarks/run.py            # about 4 minutes on 2 CPU cores
-    .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2), ~1.5 more
-    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net, ~1.5 more
+    .venv/bin/python benchmarks/run.py            # 4 min 46 s on 2 CPU cores (`time`)
+    .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 2-6 s
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
@@ -345,7 +345,7 @@ print(json.dumps({{"train": train, "observe": time.perf_counter() - t, "checkpoi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--e2e", action="store_true", help="also time the default workflow end to end")
-    parser.add_argument("--wide", action="store_true", help="also observe a grokking-fig3 net (K = 2048), ~1.5 more minutes")
+    parser.add_argument("--wide", action="store_true", help="also observe a grokking-fig3 net (K = 2048)")
     parser.add_argument("--study", default="results/nonlinearity", help="study folder to read back")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ from scipy.linalg.lapack import dpstrf
 
 def linreg_residual(features, target, rcond: float | None = None) -> torch.Tensor:
     """Residual y - ŷ of the least-squares fit of y on [F, 1]; batched over leading dims."""
-    f = _as_float64(features)
+    f = _as_array(features)  # float32 features go to float64 one map at a time, in `_residual`
     y = _as_float64(target)
     if y.ndim == 1:  # (n,) -> (n, 1); (n, C) and batched targets broadcast as they are
         y = y[:, None]
@@ -41,10 +41,16 @@ def linreg_residual(features, target, rcond: float | None = None) -> torch.Tenso
     return torch.from_numpy(residual.reshape(*batch, *y.shape[-2:]))
 
 
-def _as_float64(a) -> np.ndarray:
+def _as_array(a) -> np.ndarray:
+    """A float32 or float64 array as it is (no copy); anything else as float64."""
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+def _as_float64(a) -> np.ndarray:
+    return np.asarray(_as_array(a), dtype=np.float64)
 
 
 def _residual(f: np.ndarray, y: np.ndarray, rcond: float) -> np.ndarray:
