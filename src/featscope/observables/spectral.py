@@ -77,11 +77,7 @@ def _shares(funcs: np.ndarray, e: np.ndarray) -> np.ndarray:
 
 def entropy_dim(weights: np.ndarray) -> float:
     """exp(Shannon entropy) of weights/Σweights: the effective number of components."""
-    w = np.clip(np.asarray(weights, dtype=float), 0, None)
-    if w.sum() <= 0:
-        return float("nan")
-    p = w[w > 0] / w.sum()
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return float(_batched_entropy_dim(np.asarray(weights, dtype=float)[None])[0])
 
 
 def _orthonormal_basis(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
@@ -284,8 +280,8 @@ def _kernel_eigen_parts(kernel: torch.Tensor, columns: torch.Tensor, width: int)
     """Per n × n kernel K: its eigenvalues (descending), Vᵀ·columns and the first `width`
     eigenvectors, without forming all n of them. K = Q T Qᵀ (Householder tridiagonalisation,
     LAPACK dsytrd) and T = S Λ Sᵀ (divide and conquer, dstevd; MRRR, dstemr, took as long:
-    0.22 s each for a 2,016² kernel's T), so Vᵀc = Sᵀ(Qᵀc) and V[:, :w] = Q·S[:, :w], Q applied by dormqr. A full eigh spends half its time forming Q·S for every column:
-    this took 0.65 s against 1.07 s for a 2,016² kernel (one thread, scratch timing). On
+    0.22 s each for a 2,016² kernel's T), so Vᵀc = Sᵀ(Qᵀc) and V[:, :w] = Q·S[:, :w], Q
+    applied by dormqr. A full eigh spends half its time forming Q·S for every column: this took 0.65 s against 1.07 s for a 2,016² kernel (one thread, scratch timing). On
     small matrices it gains nothing (0.156 s against 0.151 s for 230 Grams of 100²), so the
     Gram route keeps the full eigh."""
     from scipy.linalg import LinAlgError, eigh_tridiagonal
@@ -442,7 +438,8 @@ def _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n) -> list[float]:
     q_c = q - q.mean(dim=1, keepdim=True)
     norm_p = torch.linalg.matrix_norm(q_c.mT @ q_c)
     values = []
-    for kj, kp, jp, rank, nk, nq, c in zip(*(a.tolist() for a in (k_j, k_p, j_p, q_rank, norm_k, norm_p, cross))):
+    per_checkpoint = zip(*(a.tolist() for a in (k_j, k_p, j_p, q_rank, norm_k, norm_p, cross)))
+    for kj, kp, jp, rank, nk, nq, c in per_checkpoint:
         _, a2 = _nnls2(np.array([[1.0, jp], [jp, float(rank)]]), np.array([kj, kp]))
         values.append(1.0 if a2 <= 0 or nk == 0 or nq == 0 else 1.0 - c / (nk * nq))
     return values
@@ -463,4 +460,4 @@ def batched_top_subspaces(features: torch.Tensor, eigen: Eigensystems, m: int) -
         e_top = features.double() @ eigen.u[:, :, :width] / scale.unsqueeze(1) * kept.unsqueeze(1)
     basis, s, _ = torch.linalg.svd(e_top, full_matrices=False)
     ok = ((s > 1e-10 * s[:, :1]) & (s[:, :1] > 0)).numpy()
-    return [b[:, keep] if not keep.all() else b for b, keep in zip(basis.numpy(), ok)]
+    return [b[:, keep] for b, keep in zip(basis.numpy(), ok)]
