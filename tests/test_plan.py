@@ -3,7 +3,10 @@ import os
 import time
 from pathlib import Path
 
-from featscope.plan import RunFiles, covered_studies, due_work, is_stale, plan_datasets, plan_study, write_stamp
+import itertools
+
+from featscope.plan import (Pack, RunFiles, covered_studies, due_work, is_stale, plan_datasets, plan_study, spread,
+                            write_stamp)
 
 MLP = {"task": {"name": "sin2"}, "model": {"name": "mlp", "width": 8, "depth": 2},
        "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 10}, "schedule": {"every": 5}}
@@ -98,6 +101,45 @@ def test_a_study_is_covered_only_when_packs_hold_all_its_runs_and_families(tmp_p
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
     assert [p.members for p in train] == [["seed-2", "seed-3"]] and covered_studies(train, ids) == []
     assert observe[0].families["seed-1"] == ["linreg"] and covered_studies(observe, ids, fams) == []
+
+
+def smallest_largest_part(sizes, workers):
+    """Brute force: the least possible size of the largest part when packs of `sizes` runs
+    are cut into at most `workers` parts in all (each pack into 1 to its size parts)."""
+    best = max(sizes)
+    for parts in itertools.product(*(range(1, n + 1) for n in sizes)):
+        if sum(parts) <= workers:
+            best = min(best, max(-(-n // k) for n, k in zip(sizes, parts)))
+    return best
+
+
+def test_packs_are_spread_over_the_workers_evenly_and_in_order(tmp_path):
+    runs = [(f"seed-{s}", {**MLP, "seed": s}) for s in range(16)]
+    all_files = {r: files(tmp_path, r) for r, _ in runs}
+    train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
+    assert spread(train, 1) == train and spread(observe, 1) == observe
+    halves = spread(train, 2)
+    assert [p.members for p in halves] == [[f"seed-{s}" for s in range(8)], [f"seed-{s}" for s in range(8, 16)]]
+    assert [len(p.members) for p in spread(observe, 3)] == [5, 5, 6]
+    assert all(p.families == {r: ["nonlinearity", "linreg"] for r in p.members} for p in spread(observe, 3))
+    ids = [p.id for p in [*train, *halves, *spread(train, 3), *observe, *spread(observe, 2)]]
+    assert len(set(ids)) == len(ids)
+    # A pack cut into single runs leaves them to one-run jobs, as a run without pack-mates.
+    assert [p.members for p in spread(train, 15)] == [["seed-14", "seed-15"]]
+    assert spread(train, 16) == spread(train, 99) == []
+
+
+def test_spread_cuts_the_largest_packs_as_evenly_as_brute_force_can():
+    for sizes in [(10, 4), (7, 7, 2), (16,), (5, 3, 3, 2), (9, 2)]:
+        packs = [Pack(f"p{i}", "s", [f"p{i}-r{j}" for j in range(n)]) for i, n in enumerate(sizes)]
+        for workers in range(1, sum(sizes) + 1):
+            parts = spread(packs, workers)
+            kept = [r for p in parts for r in p.members]
+            assert len(set(kept)) == len(kept)
+            if workers < sum(sizes):
+                assert max(len(p.members) for p in parts) == smallest_largest_part(sizes, workers), (sizes, workers)
+                # every run is either in a part or alone in a one-run job
+                assert len(parts) + (sum(sizes) - len(kept)) == max(len(sizes), workers), (sizes, workers)
 
 
 def test_missing_generated_datasets_are_packed_downloads_are_not(tmp_path):

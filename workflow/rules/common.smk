@@ -14,7 +14,7 @@ from snakemake.utils import min_version, validate
 import featscope.config as fsconfig
 from featscope.io import read_json
 from featscope.observables import FAMILIES, applicability, parameters
-from featscope.plan import Pack, RunFiles, covered_studies, plan_datasets, plan_study, write_stamp
+from featscope.plan import Pack, RunFiles, covered_studies, plan_datasets, plan_study, spread, write_stamp
 from featscope.training import resolve_device
 
 min_version("9.0")
@@ -119,6 +119,18 @@ def write_stamps():
             write_stamp(FAMILY_STAMP.format(study=study, family=family), family_config(study, family))
 
 
+def local_workers():
+    """How many jobs of `threads` threads a local `--cores N` run keeps busy side by side:
+    packs are split to fill them (featscope.plan.spread). 1 on a cluster (`--jobs`), where a
+    pack per job is the point; training on a GPU passes 1 too, as it runs one job at a time."""
+    if workflow.nodes is not None:
+        return 1
+    try:
+        return max(1, workflow.cores // config["threads"])
+    except WorkflowError:  # no --cores given
+        return 1
+
+
 def plan_packs():
     """Packs of the work that is due, as {rule name: Pack}.
 
@@ -131,13 +143,17 @@ def plan_packs():
         return {n: Pack(**read_json(PACK_FILE.format(name=n))) for n in names}
     write_stamps()
     data = plan_datasets(DATASETS, {d: DATA.format(dataset=d) for d in DATASETS}, config["pack_size"])
-    packs = {f"data_pack_{p.id}": p for p in data}
+    train, observe = [], []
     for study, runs in RUNS.items():
-        train, observe = plan_study(study, [(r.id, r.train_config) for r in runs],
-                                    {r.id: run_files(study, r) for r in runs},
-                                    config["keep_checkpoints"], config["pack_size"])
-        packs.update({f"train_pack_{p.id}": p for p in train})
-        packs.update({f"observe_pack_{p.id}": p for p in observe})
+        t, o = plan_study(study, [(r.id, r.train_config) for r in runs],
+                          {r.id: run_files(study, r) for r in runs},
+                          config["keep_checkpoints"], config["pack_size"])
+        train += t
+        observe += o
+    workers = local_workers()
+    packs = {f"data_pack_{p.id}": p for p in data}
+    packs.update({f"train_pack_{p.id}": p for p in spread(train, 1 if TRAIN_GPUS else workers)})
+    packs.update({f"observe_pack_{p.id}": p for p in spread(observe, workers)})
     for name, pack in packs.items():
         write_stamp(PACK_FILE.format(name=name), pack.as_dict())
     return packs
