@@ -51,17 +51,40 @@ def child(code: str, threads: int = 1) -> dict:
     return out
 
 
+def side_by_side(code: str, jobs: int = 2) -> dict:
+    """Run `code` in `jobs` fresh 1-thread processes at once, as `snakemake --cores 2` runs
+    two 1-thread jobs; each waits at `ready()` until all are warmed up, so they train
+    together. Returns the slowest one's output."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               BENCH_THREADS="1", BENCH_SIDE_BY_SIDE="1")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env) for _ in range(jobs)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outs = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+    if any(proc.returncode for proc in procs):
+        raise RuntimeError("a side-by-side benchmark process failed")
+    return max(outs, key=lambda out: out["seconds"])
+
+
 PRELUDE = f"""
-import json, os, resource, time, torch
+import json, os, resource, sys, time, torch
 torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
 from featscope.tasks import make_dataset
 cfg = {BLOG!r}
 data = make_dataset(cfg["task"])
+def ready():  # side by side: start timing only when every process is warmed up
+    if os.environ.get("BENCH_SIDE_BY_SIDE"):
+        print("ready", flush=True)
+        sys.stdin.readline()
 """
 
 
-def plain_loop_seconds(threads: int = 1) -> dict:
-    code = PRELUDE + """
+def plain_loop_code() -> str:
+    return PRELUDE + """
 x = torch.tensor(data["x_train"]); y = torch.tensor(data["y_train"])
 torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(10, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100),
@@ -74,6 +97,7 @@ torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(10, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100),
                           torch.nn.ReLU(), torch.nn.Linear(100, 1))
 opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+ready()
 t = time.perf_counter()
 for step in range(cfg["train"]["steps"]):
     loss = torch.nn.functional.mse_loss(net(x), y)
@@ -81,7 +105,10 @@ for step in range(cfg["train"]["steps"]):
 print(json.dumps({"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-    return child(code, threads)
+
+
+def plain_loop_seconds(threads: int = 1) -> dict:
+    return child(plain_loop_code(), threads)
 
 
 def featscope_train_seconds(path: str) -> dict:
@@ -98,18 +125,22 @@ print(json.dumps({{"seconds": seconds, "rss_mb": resource.getrusage(resource.RUS
     return child(code)
 
 
-def packed_seconds(seeds: int, threads: int = 1) -> dict:
-    code = PRELUDE + f"""
+def packed_code(seeds: int) -> str:
+    return PRELUDE + f"""
 from featscope.packed import iter_train_packed, train_packed
 runs = [(f"s{{s}}", dict(cfg, seed=s)) for s in range({seeds})]
 train_packed([(r, dict(c, train=dict(c["train"], steps=5))) for r, c in runs], data)  # warm-up
+ready()
 t = time.perf_counter()
 for result in iter_train_packed(runs, data):  # as a training job: one run in memory at a time
     del result
 print(json.dumps({{"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
-    return child(code, threads)
+
+
+def packed_seconds(seeds: int, threads: int = 1) -> dict:
+    return child(packed_code(seeds), threads)
 
 
 def lone_run_seconds() -> dict:
@@ -248,9 +279,10 @@ def training_rows(ckpt: str) -> tuple[list, dict]:
              f"{steps / ours['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s"),
             ("training, a lone run as the workflow trains it (a pack of one) / plain loop (time)",
              lone["seconds"] / plain["seconds"], "only runs that find no pack-mate")]
+    bases, packs = {}, {}
     for threads in (1, 2):
-        base = plain if threads == 1 else fastest(plain_loop_seconds, threads)
-        packed = fastest(packed_seconds, 16, threads)
+        base = bases[threads] = plain if threads == 1 else fastest(plain_loop_seconds, threads)
+        packed = packs[threads] = fastest(packed_seconds, 16, threads)
         rates = matmul_rates(threads)
         flops = 16 * steps * STEP_FLOP / packed["seconds"] / 1e9
         rows.append((f"training 16 seeds packed, {threads} thread(s): aggregate steps/s / plain loop's",
@@ -268,7 +300,25 @@ def training_rows(ckpt: str) -> tuple[list, dict]:
             rows.append(("peak RSS of a 16-run training job / plain loop", packed["rss_mb"] / plain["rss_mb"],
                          f"{packed['rss_mb']:.0f} MB vs {plain['rss_mb']:.0f} MB"))
             share = packed["seconds"] / 16
+    rows += side_by_side_rows(bases[2], packs, rates["peak"])
     return rows, {"plain": plain, "ours": ours, "pack_share_seconds": share}
+
+
+def side_by_side_rows(plain2: dict, packs: dict, peak2: float) -> list:
+    """16 seeds as a local `snakemake --cores 2` trains them: the plan cuts the study's pack
+    in two (featscope.plan.spread), two 1-thread jobs side by side."""
+    steps = BLOG["train"]["steps"]
+    pair = fastest(side_by_side, packed_code(8))
+    plain_pair = fastest(side_by_side, plain_loop_code())
+    flops = 16 * steps * STEP_FLOP / pair["seconds"] / 1e9
+    return [("training 16 seeds as snakemake --cores 2 does: two 8-run packs side by side, 1 thread each "
+             "/ plain loop on 2 threads (aggregate steps/s)", 16 * plain2["seconds"] / pair["seconds"],
+             f"{16 * steps / pair['seconds']:.0f} vs {steps / plain2['seconds']:.0f} steps/s; {flops:.1f} GFLOP/s "
+             f"= {flops / peak2:.0%} of a 2-thread 1024² matmul; one 16-run pack took {packs[1]['seconds']:.1f} s "
+             f"on 1 thread, {packs[2]['seconds']:.1f} s on 2, the pair {pair['seconds']:.1f} s"),
+            ("  the same / two plain loops side by side, 1 thread each (aggregate steps/s)",
+             8 * plain_pair["seconds"] / pair["seconds"],
+             f"{2 * steps / plain_pair['seconds']:.0f} steps/s for the two plain loops")]
 
 
 def observe_rows(ckpt: str, train_seconds: float, pack_share_seconds: float) -> list:

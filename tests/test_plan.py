@@ -103,14 +103,11 @@ def test_a_study_is_covered_only_when_packs_hold_all_its_runs_and_families(tmp_p
     assert observe[0].families["seed-1"] == ["linreg"] and covered_studies(observe, ids, fams) == []
 
 
-def smallest_largest_part(sizes, workers):
-    """Brute force: the least possible size of the largest part when packs of `sizes` runs
-    are cut into at most `workers` parts in all (each pack into 1 to its size parts)."""
-    best = max(sizes)
-    for parts in itertools.product(*(range(1, n + 1) for n in sizes)):
-        if sum(parts) <= workers:
-            best = min(best, max(-(-n // k) for n, k in zip(sizes, parts)))
-    return best
+def fewest_parts(sizes, most):
+    """Brute force: the fewest parts packs of `sizes` runs can be cut into (each into 1 to
+    its size parts, near-equal) with no part over `most` runs."""
+    return min(sum(parts) for parts in itertools.product(*(range(1, n + 1) for n in sizes))
+               if all(-(-n // k) <= most for n, k in zip(sizes, parts)))
 
 
 def test_packs_are_spread_over_the_workers_evenly_and_in_order(tmp_path):
@@ -125,21 +122,24 @@ def test_packs_are_spread_over_the_workers_evenly_and_in_order(tmp_path):
     ids = [p.id for p in [*train, *halves, *spread(train, 3), *observe, *spread(observe, 2)]]
     assert len(set(ids)) == len(ids)
     # A pack cut into single runs leaves them to one-run jobs, as a run without pack-mates.
-    assert [p.members for p in spread(train, 15)] == [["seed-14", "seed-15"]]
+    assert [len(p.members) for p in spread(train, 12)] == [2] * 8  # 16 runs: a share of 2 each
     assert spread(train, 16) == spread(train, 99) == []
 
 
-def test_spread_cuts_the_largest_packs_as_evenly_as_brute_force_can():
-    for sizes in [(10, 4), (7, 7, 2), (16,), (5, 3, 3, 2), (9, 2)]:
+def test_spread_cuts_packs_into_the_fewest_parts_of_at_most_a_workers_share():
+    for sizes in [(10, 4), (7, 7, 2), (16,), (16, 2), (5, 3, 3, 2), (9, 2)]:
         packs = [Pack(f"p{i}", "s", [f"p{i}-r{j}" for j in range(n)]) for i, n in enumerate(sizes)]
         for workers in range(1, sum(sizes) + 1):
             parts = spread(packs, workers)
             kept = [r for p in parts for r in p.members]
-            assert len(set(kept)) == len(kept)
-            if workers < sum(sizes):
-                assert max(len(p.members) for p in parts) == smallest_largest_part(sizes, workers), (sizes, workers)
-                # every run is either in a part or alone in a one-run job
-                assert len(parts) + (sum(sizes) - len(kept)) == max(len(sizes), workers), (sizes, workers)
+            alone = sum(sizes) - len(kept)  # runs left to one-run jobs
+            share = -(-sum(sizes) // workers)
+            assert sorted(kept) == sorted(set(kept)) and all(len(p.members) <= share for p in parts)
+            assert len(parts) + alone == fewest_parts(sizes, share), (sizes, workers)
+            for pack in packs:  # each pack's parts are near-equal and keep its order
+                mine = [p.members for p in parts if p.members[0] in pack.members]
+                assert max(map(len, mine), default=0) - min(map(len, mine), default=0) <= 1
+                assert [r for m in mine for r in m] == [r for r in pack.members if r in kept]
 
 
 def test_missing_generated_datasets_are_packed_downloads_are_not(tmp_path):

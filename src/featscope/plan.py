@@ -111,19 +111,15 @@ def plan_study(study: str, runs: list[tuple[str, dict]], files: dict, keep_check
 
 
 def spread(packs: list[Pack], workers: int) -> list[Pack]:
-    """`packs` split into near-equal parts until there are `workers` parts, or every part is
-    one run (left to a one-run job, as a run without pack-mates is).
+    """`packs` cut into near-equal parts until none holds more than its share, 1/`workers`
+    of all their runs; parts of one run are left to one-run jobs, as a run without
+    pack-mates is.
 
-    One pack per study leaves all but one core idle on a machine that runs jobs side by
-    side: on 2 cores two 1-thread packs of 8 runs train 16 seeds faster than one 16-run pack
-    on 1 thread or on 2 (see README, Benchmarks). The largest part is split first."""
-    parts = [1] * len(packs)
-    while packs and sum(parts) < workers:
-        i = max(range(len(packs)), key=lambda j: len(packs[j].members) / parts[j])
-        if len(packs[i].members) <= parts[i]:
-            break
-        parts[i] += 1
-    return [q for pack, k in zip(packs, parts) for q in _split(pack, k) if len(q.members) > 1]
+    One big pack leaves all but one core idle on a machine that runs jobs side by side: on
+    2 cores two 1-thread packs of 8 runs train 16 seeds faster than one 16-run pack on 1
+    thread or on 2 (see README, Benchmarks). Each pack is cut into as few parts as that takes."""
+    share = -(-sum(len(p.members) for p in packs) // max(workers, 1))
+    return [q for p in packs for q in _split(p, -(-len(p.members) // share)) if len(q.members) > 1]
 
 
 def _split(pack: Pack, k: int) -> list[Pack]:
