@@ -9,7 +9,7 @@ import torch
 from featscope import packed
 from featscope.packed import pack_key, train_packed
 from featscope.tasks import make_dataset
-from featscope.training import train_one
+from featscope.training import loss_fn, per_run_loss, train_one
 
 SIN2 = {
     "task": {"name": "sin2", "d": 10, "f": 10, "n_train": 200, "n_test": 50, "seed": 0},
@@ -55,6 +55,31 @@ def test_packed_matches_training_alone_to_float32_rounding(cfg):
     data = make_dataset(cfg["task"])
     runs = [(f"run-{s}", {**cfg, "seed": s, "optim": {**cfg["optim"], **values}}) for s, values in VALUES]
     assert_same_as_alone(runs, data, train_packed(runs, data))
+
+
+@pytest.mark.parametrize("name", ["mse", "cross_entropy", "zero_mean_mse"])
+@pytest.mark.parametrize("shape", [(8, 500, 1), (3, 37, 10), (5, 64, 71)])
+def test_per_run_losses_equal_vmap_of_the_loss_bit_for_bit(name, shape):
+    """The pack's losses and their gradients are those of vmap over `loss_fn` (the
+    definition), exactly: a pack's numbers must not depend on how its loss was batched."""
+    torch.manual_seed(len(name) + shape[1])
+    out = torch.randn(shape) * 3
+    if name == "mse":
+        target = torch.randn(shape)
+    else:
+        target = torch.randint(0, shape[2], shape[:2])
+    kind = "regression" if name == "mse" else "classification"
+    weights = torch.rand(shape[0])
+    grads = []
+    for criterion in (torch.func.vmap(loss_fn(kind, name)), per_run_loss(kind, name)):
+        o = out.clone().requires_grad_()
+        losses = criterion(o, target)
+        (losses * weights).sum().backward()
+        grads.append((losses.detach(), o.grad))
+    assert grads[1][0].shape == (shape[0],)
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        per_run_loss(kind, "hinge")
 
 
 def test_each_run_diverges_on_its_own():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import stack_module_state, vmap
+from torch.func import stack_module_state
 from tqdm.auto import tqdm
 
 from . import schedules
@@ -30,8 +30,8 @@ from .models import build_model
 from .stacked import STACKED_MODELS, stacked_forward
 from .tasks import task_kind, task_outputs
 from .batched_optim import VALUE_KEYS, BatchedOptimizer
-from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state, loss_fn,
-                       resolve_device, versions)
+from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state,
+                       per_run_loss, resolve_device, versions)
 
 PACKABLE_MODELS = STACKED_MODELS
 
@@ -120,7 +120,7 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
     out_dim = y.shape[1] if kind == "regression" else task_outputs(cfg["task"])
     pack = _Pack(configs, x, out_dim, device)
     opt = BatchedOptimizer(pack.trainable(), [c["optim"] for c in configs])
-    criterion = vmap(loss_fn(kind, cfg["train"]["loss"]))
+    criterion = per_run_loss(kind, cfg["train"]["loss"])
     total = cfg["train"]["steps"]
     eval_every = cfg["train"].get("eval_every", 1)
     is_checkpoint = schedules.from_config(cfg["schedule"], total)
