@@ -103,11 +103,10 @@ def test_a_study_is_covered_only_when_packs_hold_all_its_runs_and_families(tmp_p
     assert observe[0].families["seed-1"] == ["linreg"] and covered_studies(observe, ids, fams) == []
 
 
-def fewest_parts(sizes, most):
-    """Brute force: the fewest parts packs of `sizes` runs can be cut into (each into 1 to
-    its size parts, near-equal) with no part over `most` runs."""
-    return min(sum(parts) for parts in itertools.product(*(range(1, n + 1) for n in sizes))
-               if all(-(-n // k) <= most for n, k in zip(sizes, parts)))
+def best_cut(n, share):
+    """Brute force: of all the ways to cut n runs into k near-equal parts of two runs or
+    more, the fewest parts with none over `share` runs, else the smallest largest part."""
+    return min(range(1, max(n // 2, 1) + 1), key=lambda k: (max(-(-n // k) - share, 0), k))
 
 
 def test_packs_are_spread_over_the_workers_evenly_and_in_order(tmp_path):
@@ -121,25 +120,21 @@ def test_packs_are_spread_over_the_workers_evenly_and_in_order(tmp_path):
     assert all(p.families == {r: ["nonlinearity", "linreg"] for r in p.members} for p in spread(observe, 3))
     ids = [p.id for p in [*train, *halves, *spread(train, 3), *observe, *spread(observe, 2)]]
     assert len(set(ids)) == len(ids)
-    # A pack cut into single runs leaves them to one-run jobs, as a run without pack-mates.
     assert [len(p.members) for p in spread(train, 12)] == [2] * 8  # 16 runs: a share of 2 each
-    assert spread(train, 16) == spread(train, 99) == []
+    assert spread(train, 16) == spread(train, 99) == spread(train, 8)  # never below two runs
 
 
-def test_spread_cuts_packs_into_the_fewest_parts_of_at_most_a_workers_share():
-    for sizes in [(10, 4), (7, 7, 2), (16,), (16, 2), (5, 3, 3, 2), (9, 2)]:
+def test_spread_cuts_each_pack_as_brute_force_would():
+    for sizes in [(10, 4), (7, 7, 2), (16,), (16, 2), (5, 3, 3, 2), (9, 2), (3,)]:
         packs = [Pack(f"p{i}", "s", [f"p{i}-r{j}" for j in range(n)]) for i, n in enumerate(sizes)]
-        for workers in range(1, sum(sizes) + 1):
+        for workers in range(1, sum(sizes) + 2):
             parts = spread(packs, workers)
-            kept = [r for p in parts for r in p.members]
-            alone = sum(sizes) - len(kept)  # runs left to one-run jobs
             share = -(-sum(sizes) // workers)
-            assert sorted(kept) == sorted(set(kept)) and all(len(p.members) <= share for p in parts)
-            assert len(parts) + alone == fewest_parts(sizes, share), (sizes, workers)
-            for pack in packs:  # each pack's parts are near-equal and keep its order
+            for pack in packs:  # near-equal parts of it, in its order, as many as brute force picks
                 mine = [p.members for p in parts if p.members[0] in pack.members]
-                assert max(map(len, mine), default=0) - min(map(len, mine), default=0) <= 1
-                assert [r for m in mine for r in m] == [r for r in pack.members if r in kept]
+                assert [r for m in mine for r in m] == pack.members
+                assert len(mine) == best_cut(len(pack.members), share), (sizes, workers)
+                assert max(map(len, mine)) - min(map(len, mine)) <= 1 and min(map(len, mine)) >= 2
 
 
 def test_missing_generated_datasets_are_packed_downloads_are_not(tmp_path):

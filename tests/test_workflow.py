@@ -273,30 +273,30 @@ def test_second_snakemake_on_the_same_directory_is_refused(tmp_path, repo):
 
 def test_new_seeds_train_together_and_nothing_else_reruns(tmp_path, repo):
     write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1])}})
-    first = snakemake(tmp_path, repo, "--cores", "1")
+    first = snakemake(tmp_path, repo)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "train_pack_" in first.stderr and "observe_pack_" in first.stderr  # 2 runs, 1 job each way
     study = tmp_path / "results" / "tiny"
     before = _mtimes(study / "checkpoints")
 
-    # Three new seeds on 2 cores: split to keep both busy, one run alone beside a pack of two.
-    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1, 2, 3, 4])}})
-    second = snakemake(tmp_path, repo, "--cores", "2")
+    # Four new seeds on 2 cores: two packs of two side by side, each way, to keep both busy.
+    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1, 2, 3, 4, 5])}})
+    second = snakemake(tmp_path, repo)  # --cores 2
     assert second.returncode == 0, second.stderr[-3000:]
     jobs = [line.split("Rule: ")[1].rstrip(")") for line in second.stderr.splitlines() if "(Rule: " in line]
-    assert sorted(j.split("_pack_")[0] for j in jobs) == ["all", "observe", "observe", "observe", "phases",
-                                                          "runs_table", "train", "train"], jobs
+    assert sorted(j.split("_pack_")[0] for j in jobs) == ["all", "observe", "observe", "phases", "runs_table",
+                                                          "train", "train"], jobs
     after = _mtimes(study / "checkpoints")
     assert {p: after[p] for p in before} == before  # seeds 0 and 1 untouched
-    infos = {s: yaml.safe_load((study / "checkpoints" / f"seed-{s}.json").read_text()) for s in range(5)}
-    assert [infos[s]["packed"] for s in range(5)] == [2, 2, 1, 2, 2]
+    infos = {s: yaml.safe_load((study / "checkpoints" / f"seed-{s}.json").read_text()) for s in range(6)}
+    assert [infos[s]["packed"] for s in range(6)] == [2] * 6
     assert "Nothing to be done" in snakemake(tmp_path, repo, "--dry-run").stdout
 
 
 def test_compact_checkpoints_are_dropped_once_observed(tmp_path, repo):
     study_cfg = sin2_study(checkpoint_dtype="float16")
     write_config(tmp_path, {"keep_checkpoints": False, "studies": {"tiny": study_cfg}})
-    done = snakemake(tmp_path, repo, "--cores", "1")  # one core: the two runs pack
+    done = snakemake(tmp_path, repo)
     assert done.returncode == 0, done.stderr[-3000:]
     study = tmp_path / "results" / "tiny"
     assert not list((study / "checkpoints").glob("*.pt"))  # observed, then dropped
@@ -307,7 +307,7 @@ def test_compact_checkpoints_are_dropped_once_observed(tmp_path, repo):
     before = pd.read_parquet(study / "observables" / "family=linreg")
     bump = ("import dataclasses, featscope.observables as o\n"
             "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)")
-    again = snakemake(tmp_path, repo, "--cores", "1", prelude=bump)
+    again = snakemake(tmp_path, repo, prelude=bump)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "train_pack_" in again.stderr and not list((study / "checkpoints").glob("*.pt"))
     pd.testing.assert_frame_equal(pd.read_parquet(study / "observables" / "family=linreg"), before)

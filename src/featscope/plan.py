@@ -111,19 +111,30 @@ def plan_study(study: str, runs: list[tuple[str, dict]], files: dict, keep_check
 
 
 def spread(packs: list[Pack], workers: int) -> list[Pack]:
-    """`packs` cut into near-equal parts until none holds more than its share, 1/`workers`
-    of all their runs; parts of one run are left to one-run jobs, as a run without
-    pack-mates is.
+    """`packs` cut into near-equal parts of two runs or more, each into as few parts as keep
+    them within their share, 1/`workers` of all the packs' runs (or into pairs and triples
+    where that share is under two runs).
 
     One big pack leaves all but one core idle on a machine that runs jobs side by side: on
     2 cores two 1-thread packs of 8 runs train 16 seeds faster than one 16-run pack on 1
-    thread or on 2 (see README, Benchmarks). Each pack is cut into as few parts as that takes."""
+    thread or on 2 (see README, Benchmarks). Parts stop at two runs: a run on its own would
+    go to one-run jobs, one per family for observing, and a small study would then pay a
+    process start-up per job for the cores it gains."""
     share = -(-sum(len(p.members) for p in packs) // max(workers, 1))
-    return [q for p in packs for q in _split(p, -(-len(p.members) // share)) if len(q.members) > 1]
+    return [q for p in packs for q in _split(p, _parts(len(p.members), share))]
+
+
+def _parts(n: int, share: int) -> int:
+    """The fewest near-equal parts of n runs with none over `share` runs, or over the least
+    that parts of two runs or more allow."""
+    if n < 4:
+        return 1
+    most = max(share, -(-n // (n // 2)))
+    return -(-n // most)
 
 
 def _split(pack: Pack, k: int) -> list[Pack]:
-    if k == 1:
+    if k <= 1:
         return [pack]
     n = len(pack.members)
     bounds = [n * i // k for i in range(k + 1)]
