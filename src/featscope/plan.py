@@ -127,7 +127,7 @@ def spread(packs: list[Pack], workers: int) -> list[Pack]:
 def _parts(n: int, share: int) -> int:
     """The fewest near-equal parts of n runs with none over `share` runs, or over the least
     that parts of two runs or more allow."""
-    if n < 4:
+    if n < 4:  # no two parts of two runs
         return 1
     most = max(share, -(-n // (n // 2)))
     return -(-n // most)
