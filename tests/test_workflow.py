@@ -1,5 +1,6 @@
 """The real snakemake on a tiny config in a temporary directory."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -291,6 +292,20 @@ def test_new_seeds_train_together_and_nothing_else_reruns(tmp_path, repo):
     infos = {s: yaml.safe_load((study / "checkpoints" / f"seed-{s}.json").read_text()) for s in range(6)}
     assert [infos[s]["packed"] for s in range(6)] == [2] * 6
     assert "Nothing to be done" in snakemake(tmp_path, repo, "--dry-run").stdout
+
+
+def test_packs_are_cut_to_fill_the_cores_training_counting_its_threads(tmp_path, repo):
+    write_config(tmp_path, {"threads": 2, "studies": {"tiny": sin2_study(seeds=list(range(8)))}})
+
+    def packs(cores):
+        plan = snakemake(tmp_path, repo, "--dry-run", "--cores", str(cores))
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        names = set(re.findall(r"^(train|observe)_pack_([0-9a-f]+)\s+1$", plan.stdout, re.M))  # job stats
+        return sorted(kind for kind, _ in names)
+
+    # 2 cores hold one 2-thread training job but two observe jobs; 4 cores two and four.
+    assert packs(2) == ["observe"] * 2 + ["train"]
+    assert packs(4) == ["observe"] * 4 + ["train"] * 2
 
 
 def test_compact_checkpoints_are_dropped_once_observed(tmp_path, repo):

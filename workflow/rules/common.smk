@@ -119,14 +119,14 @@ def write_stamps():
             write_stamp(FAMILY_STAMP.format(study=study, family=family), family_config(study, family))
 
 
-def local_workers():
+def local_workers(threads):
     """How many jobs of `threads` threads a local `--cores N` run keeps busy side by side:
-    packs are split to fill them (featscope.plan.spread). 1 on a cluster (`--jobs`), where a
-    pack per job is the point; training on a GPU passes 1 too, as it runs one job at a time."""
+    packs are cut to fill them (featscope.plan.spread). 1 on a cluster (`--jobs`), where a
+    pack per job is the point."""
     if workflow.nodes is not None:
         return 1
     try:
-        return max(1, workflow.cores // config["threads"])
+        return max(1, workflow.cores // threads)
     except WorkflowError:  # no --cores given
         return 1
 
@@ -150,10 +150,11 @@ def plan_packs():
                           config["keep_checkpoints"], config["pack_size"])
         train += t
         observe += o
-    workers = local_workers()
     packs = {f"data_pack_{p.id}": p for p in data}
-    packs.update({f"train_pack_{p.id}": p for p in spread(train, 1 if TRAIN_GPUS else workers)})
-    packs.update({f"observe_pack_{p.id}": p for p in spread(observe, workers)})
+    # Training on a GPU runs one job at a time: its packs stay whole. Observe jobs take 1 thread.
+    train_workers = 1 if TRAIN_GPUS else local_workers(config["threads"])
+    packs.update({f"train_pack_{p.id}": p for p in spread(train, train_workers)})
+    packs.update({f"observe_pack_{p.id}": p for p in spread(observe, local_workers(1))})
     for name, pack in packs.items():
         write_stamp(PACK_FILE.format(name=name), pack.as_dict())
     return packs
