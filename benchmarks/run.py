@@ -51,14 +51,14 @@ def child(code: str, threads: int = 1) -> dict:
     return out
 
 
-def side_by_side(code: str, jobs: int = 2) -> dict:
-    """Run `code` in `jobs` fresh 1-thread processes at once, as `snakemake --cores 2` runs
-    two 1-thread jobs; each waits at `ready()` until all are warmed up, so they train
+def side_by_side(codes: list[str]) -> dict:
+    """Run each of `codes` in a fresh 1-thread process, all at once, as `snakemake --cores 2`
+    runs two 1-thread jobs; each waits at `ready()` until all are warmed up, so they train
     together. Returns the slowest one's output."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                BENCH_THREADS="1", BENCH_SIDE_BY_SIDE="1")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env=env) for _ in range(jobs)]
+                              text=True, env=env) for code in codes]
     for proc in procs:
         assert proc.stdout.readline().strip() == "ready"
     for proc in procs:
@@ -305,17 +305,20 @@ def training_rows(ckpt: str) -> tuple[list, dict]:
 
 
 def side_by_side_rows(plain2: dict, packs: dict, peak2: float) -> list:
-    """16 seeds as a local `snakemake --cores 2` trains them: the plan cuts the study's pack
-    in two (featscope.plan.spread), two 1-thread jobs side by side."""
+    """16 seeds as a local `snakemake --cores 2` trains them: in the parts the workflow's plan
+    cuts the study's pack into (`featscope.plan.spread`), one 1-thread job each, side by side."""
+    from featscope.plan import Pack, spread
+
     steps = BLOG["train"]["steps"]
-    pair = fastest(side_by_side, packed_code(8))
-    plain_pair = fastest(side_by_side, plain_loop_code())
+    parts = [len(p.members) for p in spread([Pack("bench", "bench", [f"s{i}" for i in range(16)])], 2)]
+    pair = fastest(side_by_side, [packed_code(n) for n in parts])
+    plain_pair = fastest(side_by_side, [plain_loop_code()] * 2)
     flops = 16 * steps * STEP_FLOP / pair["seconds"] / 1e9
-    return [("training 16 seeds as snakemake --cores 2 does: two 8-run packs side by side, 1 thread each "
-             "/ plain loop on 2 threads (aggregate steps/s)", 16 * plain2["seconds"] / pair["seconds"],
+    return [(f"training 16 seeds as snakemake --cores 2 does: packs of {' + '.join(map(str, parts))} runs side by "
+             "side, 1 thread each / plain loop on 2 threads (aggregate steps/s)", 16 * plain2["seconds"] / pair["seconds"],
              f"{16 * steps / pair['seconds']:.0f} vs {steps / plain2['seconds']:.0f} steps/s; {flops:.1f} GFLOP/s "
              f"= {flops / peak2:.0%} of a 2-thread 1024² matmul; one 16-run pack took {packs[1]['seconds']:.1f} s "
-             f"on 1 thread, {packs[2]['seconds']:.1f} s on 2, the pair {pair['seconds']:.1f} s"),
+             f"on 1 thread, {packs[2]['seconds']:.1f} s on 2, side by side {pair['seconds']:.1f} s"),
             ("  the same / two plain loops side by side, 1 thread each (aggregate steps/s)",
              8 * plain_pair["seconds"] / pair["seconds"],
              f"{2 * steps / plain_pair['seconds']:.0f} steps/s for the two plain loops")]
