@@ -117,9 +117,9 @@ def spread(packs: list[Pack], workers: int) -> list[Pack]:
 
     One big pack leaves all but one core idle on a machine that runs jobs side by side: on
     2 cores two 1-thread packs of 8 runs train 16 seeds about twice as fast as one 16-run
-    pack on 1 thread, and as fast as on 2 (see README, Benchmarks). Parts stop at two runs: a run on its own would
-    go to one-run jobs, one per family for observing, and a small study would then pay a
-    process start-up per job for the cores it gains."""
+    pack on 1 thread, and as fast as on 2 (see README, Benchmarks). Parts stop at two runs:
+    a run on its own would go to one-run jobs, one per family for observing, and a small
+    study would then pay a process start-up per job for the cores it gains."""
     share = -(-sum(len(p.members) for p in packs) // max(workers, 1))
     return [q for p in packs for q in _split(p, _parts(len(p.members), share))]
 
