@@ -241,3 +241,35 @@ def test_in_place_relu_of_training_gives_autograd_gradients():
         assert torch.allclose(loss, want_loss, rtol=1e-12)
         for g, w in zip(got, want):
             assert torch.allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name):
+    """Per-run values (lr, weight decay, momentum, warm-up) over stacked tensors, against
+    `train_one`'s own optimiser and warm-up on each run's tensors alone."""
+    from featscope.batched_optim import BatchedOptimizer
+    from featscope.training import _optimizer, _warmup
+
+    optims = [{"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "warmup_steps": 0},
+              {"name": name, "lr": 3e-2, "weight_decay": 0.1, "momentum": 0.5, "warmup_steps": 4},
+              {"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0, "warmup_steps": 0}]
+    gen = torch.Generator().manual_seed(0)
+    stacked = [torch.randn(3, 7, 5, generator=gen), torch.randn(3, 7, generator=gen), torch.randn(3, 1, 7, generator=gen)]
+    alone = [[p[i].clone() for p in stacked] for i in range(3)]
+    batched = BatchedOptimizer(stacked, optims)
+    twins = [_optimizer(o, ps) for o, ps in zip(optims, alone)]
+    warmups = [torch.optim.lr_scheduler.LambdaLR(t, _warmup(o["warmup_steps"])) for t, o in zip(twins, optims)]
+    for _ in range(12):
+        grads = [torch.randn(3, 5, 7, generator=gen).mT, torch.randn(3, 7, generator=gen),
+                 torch.randn(3, 1, 7, generator=gen)]  # the first not contiguous
+        for p, g in zip(stacked, grads):
+            p.grad = g
+        batched.step()
+        for i, (twin, warmup) in enumerate(zip(twins, warmups)):
+            for p, g in zip(alone[i], grads):
+                p.grad = g[i].contiguous()
+            twin.step()
+            warmup.step()
+    for i in range(3):
+        for p, q in zip(stacked, alone[i]):
+            assert torch.equal(p[i], q)

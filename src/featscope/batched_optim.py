@@ -1,13 +1,20 @@
 """Adam, AdamW and SGD over stacked parameters, with per-run hyperparameters.
 
-A pack's parameters are tensors (S, ...) holding S runs. The updates are the ones
-``torch.optim`` makes (same formulas, same order of operations), except that the
-learning rate, weight decay, momentum and warm-up length are per run, so grid points
-that differ only in those values share a pack.
+A pack's parameters are tensors (S, ...) holding S runs. Each run's update is the one
+`train_one`'s optimiser (``torch.optim``'s, fused) makes on that run alone, bit for bit
+(tests/test_packed.py), except that the learning rate, weight decay, momentum and warm-up
+length are per run, so grid points that differ only in those values share a pack.
+
+The updates go through torch's fused kernels (``torch._fused_adam_`` and kin, which
+``torch.optim``'s ``fused=True`` calls) on each run's slices of the stacked tensors. The
+kernels round an element by its position in the tensor they are given (a run's slice of
+a stacked bias, updated in one call with the others, differs from the run's own bias in
+the last bit), so every run gets tensors of its own, shaped as when it trains alone, and
+its numbers do not depend on its pack. Runs with equal values share a call. 60 µs a step
+against 239 for the ``torch._foreach_*`` version this replaces (8 runs of the blog MLP,
+one thread).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -28,7 +35,7 @@ class BatchedOptimizer:
         self.momentum = [float(o.get("momentum", 0.0)) for o in optims]
         self.t = 0  # optimiser steps taken
         self.state = [{} for _ in params]
-        self._shaped = {}  # per-run values shaped for each parameter, made once
+        self._views = {}  # id -> (stacked tensor, its per-run views)
 
     def lrs(self) -> list[float]:
         """Each run's learning rate at this step (linear warm-up, as train_one's LambdaLR)."""
@@ -45,66 +52,66 @@ class BatchedOptimizer:
         live = [(p, state) for p, state in zip(self.params, self.state) if p.grad is not None]
         if not live:
             return
-        ps = [p for p, _ in live]
-        lr = [self._per_run("lr", lrs, p) for p in ps]
-        wd = [self._per_run("weight_decay", self.weight_decay, p) for p in ps]
+        ps, states = [p for p, _ in live], [s for _, s in live]
+        params = [self._runs_of(p) for p in ps]
+        # The kernels read raw memory: a non-contiguous gradient is updated wrongly, silently.
+        grads = [p.grad.contiguous().unbind(0) for p in ps]
         if self.name == "sgd":
-            self._sgd(ps, [p.grad for p in ps], [s for _, s in live], lr, wd)
+            self._sgd(params, grads, states, lrs)
         else:
-            self._adam(ps, [p.grad for p in ps], [s for _, s in live], lr, wd)
+            self._adam(params, grads, states, lrs)
 
-    def _per_run(self, name, values, p):
-        """Per-run values shaped to broadcast over a stacked parameter (S, ...). Constant
-        values (all but a warming-up learning rate) are shaped once per parameter."""
-        key = (name, p.dim(), p.dtype, p.device)
-        if key in self._shaped and self._shaped[key][0] == values:
-            return self._shaped[key][1]
-        shaped = torch.tensor(values, dtype=p.dtype, device=p.device).view(-1, *[1] * (p.dim() - 1))
-        self._shaped[key] = (values, shaped)
-        return shaped
-
-    # The updates go through torch._foreach_* ops: one call per operation for all parameter
-    # tensors, the same kernels and order of operations as one call per tensor (checkpoints
-    # bitwise equal to the per-tensor version's for adam, adamw and sgd), and less Python:
-    # 0.34 against 0.37 ms a step for 16 runs of the blog MLP (one thread).
-    def _adam(self, ps, grads, states, lr, wd):
-        beta1, beta2 = ADAM_BETAS
-        if self.name == "adamw":
-            torch._foreach_mul_(ps, [1 - a * b for a, b in zip(lr, wd)])
-        elif any(self.weight_decay):
-            grads = torch._foreach_add(grads, torch._foreach_mul(ps, wd))
-        for p, state in zip(ps, states):
+    def _adam(self, params, grads, states, lrs):
+        for p, state in zip(params, states):
             if not state:
-                state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-        m, v = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-        torch._foreach_lerp_(m, grads, 1 - beta1)
-        torch._foreach_mul_(v, beta2)
-        torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
-        step_size = [a / (1 - beta1 ** self.t) for a in lr]
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(denom, math.sqrt(1 - beta2 ** self.t))
-        torch._foreach_add_(denom, ADAM_EPS)
-        update = torch._foreach_mul(m, step_size)
-        torch._foreach_div_(update, denom)
-        torch._foreach_sub_(ps, update)
+                state["exp_avg"] = torch.zeros((len(p), *p[0].shape), device=p[0].device)
+                state["exp_avg_sq"] = torch.zeros_like(state["exp_avg"])
+        m = [self._runs_of(s["exp_avg"]) for s in states]
+        v = [self._runs_of(s["exp_avg_sq"]) for s in states]
+        step = torch.tensor(float(self.t), device=params[0][0].device)  # torch.optim's: float32
+        fused = torch._fused_adamw_ if self.name == "adamw" else torch._fused_adam_
+        for (lr, decay), runs in _groups(lrs, self.weight_decay).items():
+            pick = _picker(runs)
+            fused(pick(params), pick(grads), pick(m), pick(v), [], [step] * (len(params) * len(runs)),
+                  lr=lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], weight_decay=decay, eps=ADAM_EPS,
+                  amsgrad=False, maximize=False)
 
-    def _sgd(self, ps, grads, states, lr, wd):
-        if any(self.weight_decay):
-            grads = torch._foreach_add(grads, torch._foreach_mul(ps, wd))
-        if any(self.momentum):
-            momentum = [self._per_run("momentum", self.momentum, p) for p in ps]
-            buffers = []
-            for g, mu, state in zip(grads, momentum, states):
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = g.clone()
-                else:
-                    state["momentum_buffer"].mul_(mu).add_(g)
-                buffers.append(state["momentum_buffer"])
-            grads = buffers
-        torch._foreach_sub_(ps, torch._foreach_mul(grads, lr))
+    def _sgd(self, params, grads, states, lrs):
+        first = any(momentum for momentum in self.momentum) and not states[0]
+        if first:  # as torch.optim's fused SGD: the kernel fills the buffers on the first step
+            for p, state in zip(params, states):
+                state["momentum_buffer"] = torch.empty((len(p), *p[0].shape), device=p[0].device)
+        buffers = [self._runs_of(s["momentum_buffer"]) for s in states] if states[0] else None
+        for (lr, decay, momentum), runs in _groups(lrs, self.weight_decay, self.momentum).items():
+            pick = _picker(runs)
+            torch._fused_sgd_(pick(params), pick(grads), pick(buffers) if momentum else [],
+                              weight_decay=decay, momentum=momentum, lr=lr, dampening=0.0,
+                              nesterov=False, maximize=False, is_first_step=first)
+
+    def _runs_of(self, stacked: torch.Tensor) -> tuple:
+        """Per-run views of a tensor that lives across steps (a parameter, optimiser state),
+        made once: `unbind` took 6.7 µs a call, 160 µs a step for 24 of them (8 runs of the
+        blog MLP), more than the updates themselves."""
+        hit = self._views.get(id(stacked))
+        if hit is None or hit[0] is not stacked:
+            hit = self._views[id(stacked)] = (stacked, stacked.detach().unbind(0))
+        return hit[1]
 
     def state_dict(self) -> dict:
         return {"t": self.t, "state": self.state}
 
     def load_state_dict(self, saved: dict) -> None:
         self.t, self.state = saved["t"], saved["state"]
+
+
+def _groups(*per_run: list) -> dict[tuple, list[int]]:
+    """Runs by their values: (value, ...) -> the runs' indices."""
+    groups: dict[tuple, list[int]] = {}
+    for i, values in enumerate(zip(*per_run)):
+        groups.setdefault(values, []).append(i)
+    return groups
+
+
+def _picker(runs: list[int]):
+    """Per-run tensors, one tuple per stacked tensor -> the listed runs' tensors, flat."""
+    return lambda per_tensor: [tensors[i] for tensors in per_tensor for i in runs]

