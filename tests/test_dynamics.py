@@ -19,6 +19,32 @@ def test_pairwise_cosine_matches_loop():
     assert dyn.feature_diversity(rows) == pytest.approx(1 - np.mean(np.abs(cos)))
 
 
+def _loop_cosine(rows):
+    live = [r for r in rows.double() if r.norm() > 0]
+    cos = [float(a @ b / (a.norm() * b.norm())) for i, a in enumerate(live) for j, b in enumerate(live) if i != j]
+    return np.mean(cos) if cos else math.nan
+
+
+def test_dynamics_over_stacks_match_loops_map_by_map():
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randn(4, 6, 9, generator=gen)
+    rows[1, 2] = 0  # one zero row
+    rows[2, 1:] = 0  # one live row: no pairs
+    rows[3] = 0
+    got = dyn.batched_mean_pairwise_cosine(rows).numpy()
+    want = [_loop_cosine(r) for r in rows]
+    assert np.allclose(got, want, rtol=1e-12, equal_nan=True) and np.isnan(got[2:]).all()
+    feats = torch.randn(5, 30, 4, generator=gen) + 3.0
+    centred = feats.double().numpy() - feats.double().numpy().mean(axis=1, keepdims=True)
+    grams = [c.T @ c / 30 for c in centred]
+    for block in (2 ** 30, 30 * 4 * 8 * 2):  # all maps at once; two at a time
+        diag, off = dyn.batched_gram_statistics(feats, block_bytes=block)
+        assert np.allclose(diag, [np.diag(g).mean() for g in grams], rtol=1e-12)
+        assert np.allclose(off, [(g.sum() - np.trace(g)) / 12 for g in grams], rtol=1e-10)
+        norms = dyn.batched_norms(feats, block_bytes=block)
+        assert np.allclose(norms, [np.sqrt((f.double().numpy() ** 2).sum()) for f in feats], rtol=1e-12)
+
+
 def test_diversity_extremes():
     same = torch.ones(5, 3)
     assert dyn.feature_diversity(same) == pytest.approx(0.0)
@@ -109,6 +135,7 @@ def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypa
     ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
 ], ids=["mlp", "modnet", "onehot"])
 def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, task, loss):
+    from featscope.models import layer_of_parameter
     from featscope.observables import families
     from featscope.observe import snapshots
     from featscope.tasks import make_dataset
@@ -124,13 +151,34 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
     y = torch.as_tensor(data["y_train"])
     y = y.float() if y.is_floating_point() else y.long()
     criterion = loss_fn(task_kind(task["name"]), loss)
-    batched = [families._gradient_rows(*r) for r in families._stacked_gradients(snap, x, y, criterion)]
-    alone = [families._gradient_rows(*r) for r in families._one_by_one_gradients(snap, x, y, criterion)]
-    assert len(batched) == len(alone) == 5
-    for got, want in zip(batched, alone):
-        assert [r[:4] for r in got] == [r[:4] for r in want]  # step, observable, layer, k
-        # float32 products summed in another order (batched vs per-model)
-        assert np.allclose([r[4] for r in got], [r[4] for r in want], rtol=1e-4, atol=1e-7)
+    batched = families._gradient_frame(snap.steps, *families._stacked_gradients(snap, x, y, criterion))
+    alone = families._gradient_frame(snap.steps, *families._one_by_one_gradients(snap, x, y, criterion))
+    # float32 products summed in another order (batched vs per-model)
+    pd.testing.assert_frame_equal(batched, alone, check_exact=False, rtol=1e-4, atol=1e-7)
+    # Brute-force twin: each checkpoint's model, autograd and the definitions, one by one.
+    for i, step in enumerate(snap.steps):
+        model_i = snap.model_at(i)
+        out, feats = model_i.forward_features(x)
+        hs = [h for h in feats.post.values()]
+        for h in hs:
+            h.retain_grad()
+        criterion(out, y).backward()
+        grads = {n: p.grad.double() for n, p in model_i.named_parameters() if p.grad is not None}
+        want = {("grad_norm", None): math.sqrt(sum(float((g ** 2).sum()) for g in grads.values()))}
+        want.update({("grad_norm", layer_of_parameter(n)): float(g.norm()) for n, g in grads.items() if g.dim() >= 2})
+        if "hidden.0.weight" in grads:
+            want[("grad_cosine_neurons", "h1")] = _loop_cosine(grads["hidden.0.weight"])
+        for layer, h in zip(feats.post, hs):
+            c = h.detach().double().numpy() - h.detach().double().numpy().mean(axis=0)
+            g = c.T @ c / len(c)
+            want[("hidden_grad_norm", layer)] = float(h.grad.double().norm())
+            want[("gram_diag", layer)] = np.diag(g).mean()
+            want[("gram_offdiag", layer)] = (g.sum() - np.trace(g)) / (len(g) * (len(g) - 1))
+        rows = batched[batched.step == step]
+        assert len(rows) == len(want)
+        for (name, layer), value in want.items():
+            row = rows[(rows.observable == name) & (rows.layer.isna() if layer is None else rows.layer == layer)]
+            assert len(row) == 1 and np.isclose(row.value.iloc[0], value, rtol=1e-4, atol=1e-7), (name, layer)
 
 
 def test_features_are_computed_once_per_chunk_and_only_for_families_that_use_them(monkeypatch):

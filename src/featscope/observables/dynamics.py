@@ -12,16 +12,29 @@ import torch
 
 def mean_pairwise_cosine(rows: torch.Tensor, absolute: bool = False) -> float:
     """Mean cosine similarity over distinct pairs of rows (zero rows excluded)."""
+    if not absolute:
+        return float(batched_mean_pairwise_cosine(rows[None])[0])
     rows = rows.double()
     norms = rows.norm(dim=1)
     rows = rows[norms > 0] / norms[norms > 0, None]
     k = len(rows)
     if k < 2:
         return math.nan
-    if not absolute:  # Σ_ij cos_ij = ‖Σ_i row_i‖²: no k × k matrix (2048 neurons: 4M entries)
-        return float((rows.sum(dim=0).pow(2).sum() - k) / (k * (k - 1)))
     cos = (rows @ rows.T).abs()
     return float((cos.sum() - cos.diagonal().sum()) / (k * (k - 1)))
+
+
+def batched_mean_pairwise_cosine(rows: torch.Tensor) -> torch.Tensor:
+    """`mean_pairwise_cosine` of each of a stack of row sets (T, k, d): (T,) float64.
+    Σ_ij cos_ij = ‖Σ_i row_i/‖row_i‖‖²: no k × k matrix (2048 neurons: 4M entries)."""
+    rows = rows.double()
+    norms = rows.norm(dim=-1, keepdim=True)
+    nonzero = norms > 0
+    unit = torch.where(nonzero, rows / torch.where(nonzero, norms, torch.ones_like(norms)), 0.0)
+    k = nonzero.sum(dim=(1, 2)).double()
+    pairs = k * (k - 1)
+    mean = (unit.sum(dim=1).pow(2).sum(dim=-1) - k) / torch.where(pairs > 0, pairs, torch.ones_like(pairs))
+    return torch.where(k >= 2, mean, math.nan)
 
 
 def feature_diversity(weight: torch.Tensor) -> float:
@@ -78,15 +91,34 @@ def distinct_frequencies(weights: torch.Tensor, min_purity: float = 0.5) -> int:
 
 
 def gram_statistics(features: torch.Tensor) -> tuple[float, float]:
-    """Mean diagonal and mean off-diagonal entry of F̃ᵀF̃ / n, F̃ the sample-centred features.
+    """Mean diagonal and mean off-diagonal entry of F̃ᵀF̃ / n, F̃ the sample-centred features."""
+    diag, off = batched_gram_statistics(features[None])
+    return float(diag[0]), float(off[0])
 
-    Without forming the k × k matrix: its trace is ‖F̃‖² / n and the sum of its entries
+
+def batched_gram_statistics(features: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> tuple:
+    """`gram_statistics` of each of a stack of feature maps (T, n, k): two (T,) float64.
+
+    Without forming the k × k matrices: the trace is ‖F̃‖² / n and the sum of the entries
     ‖F̃·1‖² / n (the grokking study's K = 2048 layer on 2,016 samples: 17 GFLOP for the
-    matrix, 8 MFLOP this way)."""
-    f = features.double()
-    f = f - f.mean(dim=0)
-    n, k = f.shape
-    trace = f.pow(2).sum() / n
-    total = f.sum(dim=1).pow(2).sum() / n
-    off = (total - trace) / (k * (k - 1)) if k > 1 else torch.tensor(math.nan)
-    return float(trace / k), float(off)
+    matrix, 8 MFLOP this way). Centred in float64 a few maps at a time (`block_bytes`):
+    64 maps of 500 × 100 took 3.3 ms so, 33 ms all at once (one thread: the copies
+    outgrow the cache), and a wide layer does not double a chunk's memory."""
+    t, n, k = features.shape
+    per_block = max(1, block_bytes // max(1, n * k * 8))
+    trace, total = [], []
+    for block in features.split(per_block):
+        f = block.double()
+        f = f - f.mean(dim=1, keepdim=True)
+        trace.append(f.pow(2).sum(dim=(1, 2)) / n)
+        total.append(f.sum(dim=2).pow(2).sum(dim=1) / n)
+    trace, total = torch.cat(trace), torch.cat(total)
+    off = (total - trace) / (k * (k - 1)) if k > 1 else torch.full_like(trace, math.nan)
+    return trace / k, off
+
+
+def batched_norms(stack: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
+    """The float64 Frobenius norm of each of a stack of tensors (T, ...): (T,)."""
+    flat = stack.flatten(1)
+    per_block = max(1, block_bytes // max(1, flat.shape[1] * 8))
+    return torch.cat([block.double().norm(dim=1) for block in flat.split(per_block)])
