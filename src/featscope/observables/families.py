@@ -227,4 +227,11 @@ def _gradient_frame(steps, grads: dict, post: dict) -> pd.DataFrame:
         diag, off = _dyn.batched_gram_statistics(h)
         grad_f = _dyn.batched_norms(grad) if grad is not None else torch.full((len(steps),), float("nan"))
         columns += [(layer, "hidden_grad_norm", grad_f), (layer, "gram_diag", diag), (layer, "gram_offdiag", off)]
-    return pd.concat([_rows(steps, name, values, layer) for layer, name, values in columns], ignore_index=True)
+    # One frame from arrays: a concat of one small frame per observable took 0.1 s more in an
+    # observe job's first pass (pandas resolving the column dtypes frame by frame).
+    steps, width = np.asarray(steps, dtype=np.int64), len(columns)
+    return pd.DataFrame({"step": np.tile(steps, width),
+                         "observable": np.repeat([name for _, name, _ in columns], len(steps)),
+                         "layer": np.repeat(np.array([layer for layer, _, _ in columns], dtype=object), len(steps)),
+                         "k": pd.array([None] * (width * len(steps)), dtype="Int64"),
+                         "value": torch.cat([v.double().reshape(-1) for _, _, v in columns]).numpy()})
