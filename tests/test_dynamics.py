@@ -31,9 +31,10 @@ def test_dynamics_over_stacks_match_loops_map_by_map():
     rows[1, 2] = 0  # one zero row
     rows[2, 1:] = 0  # one live row: no pairs
     rows[3] = 0
-    got = dyn.batched_mean_pairwise_cosine(rows).numpy()
     want = [_loop_cosine(r) for r in rows]
-    assert np.allclose(got, want, rtol=1e-12, equal_nan=True) and np.isnan(got[2:]).all()
+    for block in (2 ** 30, 6 * 9 * 8):  # all sets at once; one at a time
+        got = dyn.batched_mean_pairwise_cosine(rows, block_bytes=block).numpy()
+        assert np.allclose(got, want, rtol=1e-12, equal_nan=True) and np.isnan(got[2:]).all()
     feats = torch.randn(5, 30, 4, generator=gen) + 3.0
     centred = feats.double().numpy() - feats.double().numpy().mean(axis=1, keepdims=True)
     grams = [c.T @ c / 30 for c in centred]

@@ -24,9 +24,14 @@ def mean_pairwise_cosine(rows: torch.Tensor, absolute: bool = False) -> float:
     return float((cos.sum() - cos.diagonal().sum()) / (k * (k - 1)))
 
 
-def batched_mean_pairwise_cosine(rows: torch.Tensor) -> torch.Tensor:
+def batched_mean_pairwise_cosine(rows: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
     """`mean_pairwise_cosine` of each of a stack of row sets (T, k, d): (T,) float64.
-    Σ_ij cos_ij = ‖Σ_i row_i/‖row_i‖‖²: no k × k matrix (2048 neurons: 4M entries)."""
+    Σ_ij cos_ij = ‖Σ_i row_i/‖row_i‖‖²: no k × k matrix (2048 neurons: 4M entries). In
+    float64 a few sets at a time, as `batched_gram_statistics`."""
+    return torch.cat([_mean_pairwise_cosine(block) for block in _blocks(rows, block_bytes)])
+
+
+def _mean_pairwise_cosine(rows: torch.Tensor) -> torch.Tensor:
     rows = rows.double()
     norms = rows.norm(dim=-1, keepdim=True)
     nonzero = norms > 0
@@ -35,6 +40,13 @@ def batched_mean_pairwise_cosine(rows: torch.Tensor) -> torch.Tensor:
     pairs = k * (k - 1)
     mean = (unit.sum(dim=1).pow(2).sum(dim=-1) - k) / torch.where(pairs > 0, pairs, torch.ones_like(pairs))
     return torch.where(k >= 2, mean, math.nan)
+
+
+def _blocks(stack: torch.Tensor, block_bytes: int) -> tuple:
+    """`stack` (T, ...) split along T into blocks of at most `block_bytes` in float64 (at
+    least one map each)."""
+    per_map = max(1, stack[0].numel() * 8) if len(stack) else 1
+    return stack.split(max(1, block_bytes // per_map))
 
 
 def feature_diversity(weight: torch.Tensor) -> float:
@@ -105,9 +117,8 @@ def batched_gram_statistics(features: torch.Tensor, block_bytes: int = 4 * 2 ** 
     64 maps of 500 × 100 took 3.3 ms so, 33 ms all at once (one thread: the copies
     outgrow the cache), and a wide layer does not double a chunk's memory."""
     t, n, k = features.shape
-    per_block = max(1, block_bytes // max(1, n * k * 8))
     trace, total = [], []
-    for block in features.split(per_block):
+    for block in _blocks(features, block_bytes):
         f = block.double()
         f = f - f.mean(dim=1, keepdim=True)
         trace.append(f.pow(2).sum(dim=(1, 2)) / n)
@@ -119,6 +130,4 @@ def batched_gram_statistics(features: torch.Tensor, block_bytes: int = 4 * 2 ** 
 
 def batched_norms(stack: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
     """The float64 Frobenius norm of each of a stack of tensors (T, ...): (T,)."""
-    flat = stack.flatten(1)
-    per_block = max(1, block_bytes // max(1, flat.shape[1] * 8))
-    return torch.cat([block.double().norm(dim=1) for block in flat.split(per_block)])
+    return torch.cat([block.double().flatten(1).norm(dim=1) for block in _blocks(stack, block_bytes)])
