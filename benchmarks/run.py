@@ -1,8 +1,8 @@
 """featscope benchmarks: each number is a ratio against a baseline measured in the same run.
 
-    .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`)
+    .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`; the version before the fused-loop row)
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
-    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 11 s-8 min 41 s
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 39 s-8 min 46 s
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
