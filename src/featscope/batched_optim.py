@@ -64,7 +64,7 @@ class BatchedOptimizer:
     def _adam(self, params, grads, states, lrs):
         for p, state in zip(params, states):
             if not state:
-                state["exp_avg"] = torch.zeros((len(p), *p[0].shape), device=p[0].device)
+                state["exp_avg"] = torch.zeros((len(p), *p[0].shape), dtype=p[0].dtype, device=p[0].device)
                 state["exp_avg_sq"] = torch.zeros_like(state["exp_avg"])
         m = [self._runs_of(s["exp_avg"]) for s in states]
         v = [self._runs_of(s["exp_avg_sq"]) for s in states]
@@ -80,7 +80,7 @@ class BatchedOptimizer:
         first = any(momentum for momentum in self.momentum) and not states[0]
         if first:  # as torch.optim's fused SGD: the kernel fills the buffers on the first step
             for p, state in zip(params, states):
-                state["momentum_buffer"] = torch.empty((len(p), *p[0].shape), device=p[0].device)
+                state["momentum_buffer"] = torch.empty((len(p), *p[0].shape), dtype=p[0].dtype, device=p[0].device)
         buffers = [self._runs_of(s["momentum_buffer"]) for s in states] if states[0] else None
         for (lr, decay, momentum), runs in _groups(lrs, self.weight_decay, self.momentum).items():
             pick = _picker(runs)
