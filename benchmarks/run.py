@@ -1,8 +1,8 @@
 """featscope benchmarks: each number is a ratio against a baseline measured in the same run.
 
-    .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`; the version before the fused-loop row)
+    .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`; a version before the fused-loop and observe-job rows)
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
-    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 39 s-8 min 46 s
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 9 min 13 s
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
@@ -328,6 +328,60 @@ def side_by_side_rows(plain2: dict, packs: dict, peak2: float) -> list:
              f"{2 * steps / plain_pair['seconds']:.0f} steps/s for the two plain loops")]
 
 
+JOB_RUNS = 8  # a pack of the nonlinearity study's size on 2 cores (16 seeds cut in two)
+
+
+def pack_job_seconds(workdir: str) -> dict:
+    """A training job of JOB_RUNS seeds as the workflow's does it: train the pack, write each
+    run's checkpoints."""
+    code = PRELUDE + f"""
+from featscope import io
+from featscope.packed import iter_train_packed, train_packed
+from featscope.tasks import save_dataset
+save_dataset(data, {workdir!r} + "/data.npz")
+runs = [(f"s{{s}}", dict(cfg, seed=s)) for s in range({JOB_RUNS})]
+train_packed([(r, dict(c, train=dict(c["train"], steps=5))) for r, c in runs[:2]], data)  # warm-up
+t = time.perf_counter()
+for result in iter_train_packed(runs, data):
+    io.save_torch(result.checkpoints, {workdir!r} + f"/{{result.run_id}}.pt")
+seconds = time.perf_counter() - t
+bundle = io.load_torch({workdir!r} + "/s0.pt")  # two checkpoints: the observe job's warm-up
+io.save_torch(dict(bundle, steps=bundle["steps"][:2], params={{k: v[:2] for k, v in bundle["params"].items()}}),
+              {workdir!r} + "/short.pt")
+print(json.dumps({{"seconds": seconds}}))
+"""
+    return child(code)
+
+
+def observe_job_seconds(workdir: str) -> dict:
+    """The observe job of those runs (`featscope.pipeline.observe_pack_job`: load, observe
+    the nonlinearity study's three families in one pass per run, write Parquet)."""
+    code = PRELUDE + f"""
+from featscope.pipeline import observe_pack_job
+def items(tag, runs):
+    return [{{"run": f"s{{s}}", "checkpoints": {workdir!r} + f"/{{s}}.pt", "data": {workdir!r} + "/data.npz",
+              "families": {{f: ({{}}, {workdir!r} + f"/{{tag}}-{{s}}-{{f}}.parquet")
+                           for f in ("nonlinearity", "linreg", "spectral")}}}} for s in runs]
+observe_pack_job(items("warm-up", ["short"]), progress=False)  # imports, first calls: 2 checkpoints
+t = time.perf_counter()
+observe_pack_job(items("job", [f"s{{s}}" for s in range({JOB_RUNS})]), progress=False)
+print(json.dumps({{"seconds": time.perf_counter() - t,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    return child(code)
+
+
+def job_rows() -> list:
+    """Observe ÷ train as the workflow's jobs pay them: an observe job of JOB_RUNS runs ÷
+    their training job (both 1 thread, fresh processes, files read and written)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        train = fastest(pack_job_seconds, tmp)
+        observe = fastest(observe_job_seconds, tmp)
+    return [(f"observe job of {JOB_RUNS} runs (nonlinearity + linreg + spectral) / their {JOB_RUNS}-run training job (time)",
+             observe["seconds"] / train["seconds"],
+             f"{observe['seconds']:.1f} s vs {train['seconds']:.1f} s; peak RSS {observe['rss_mb']:.0f} MB")]
+
+
 def observe_rows(ckpt: str, train_seconds: float, pack_share_seconds: float) -> list:
     """Observe ÷ train_one (a run trained alone); the one pass also ÷ a run's share of a
     16-run pack at one thread, which trains faster, as packed runs do in the workflow."""
@@ -415,6 +469,7 @@ def main() -> None:
         ckpt = str(Path(tmp) / "bench.pt")
         rows, base = training_rows(ckpt)
         rows += observe_rows(ckpt, base["ours"]["seconds"], base["pack_share_seconds"])
+        rows += job_rows()
         if args.wide:
             rows += wide_observe_rows()
         dirs = {n: Path(tmp) / f"dry{n}" for n in (100, 10_000)}
