@@ -104,7 +104,8 @@ class OneHotNet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         m = self.classes
-        return torch.cat([nn.functional.one_hot(x[:, 0], m), nn.functional.one_hot(x[:, 1], m)], 1).float()
+        codes = torch.cat([nn.functional.one_hot(x[:, 0], m), nn.functional.one_hot(x[:, 1], m)], 1)
+        return codes.to(self.hidden[0].weight.dtype)
 
     forward_features = ModularNet.forward_features
     forward = ModularNet.forward

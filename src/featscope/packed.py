@@ -27,11 +27,11 @@ from . import schedules
 from ._allocator import keep_freed_memory
 from .config import fingerprint
 from .models import build_model
-from .stacked import STACKED_MODELS, stacked_forward
+from .stacked import STACKED_MODELS, TrainingPass, stacked_forward
 from .tasks import task_kind, task_outputs
 from .batched_optim import VALUE_KEYS, BatchedOptimizer
 from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state,
-                       per_run_loss, resolve_device, versions)
+                       per_run_loss, per_run_loss_and_gradient, resolve_device, versions)
 
 PACKABLE_MODELS = STACKED_MODELS
 
@@ -77,6 +77,10 @@ class _Pack:
         """Outputs (S, n, out) on one batch per run, xs (S, n, ...)."""
         return stacked_forward(self.model_cfg, self.params, xs, shared=False)
 
+    def training_pass(self, x, shared: bool) -> TrainingPass:
+        """A training step's forward, on inputs all runs share or one batch per run."""
+        return TrainingPass(self.model_cfg, self.params, x, shared)
+
     def trainable(self):
         return [p for p in self.params.values() if p.requires_grad]
 
@@ -121,6 +125,7 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
     pack = _Pack(configs, x, out_dim, device)
     opt = BatchedOptimizer(pack.trainable(), [c["optim"] for c in configs])
     criterion = per_run_loss(kind, cfg["train"]["loss"])
+    loss_and_gradient = per_run_loss_and_gradient(kind, cfg["train"]["loss"])
     total = cfg["train"]["steps"]
     eval_every = cfg["train"].get("eval_every", 1)
     is_checkpoint = schedules.from_config(cfg["schedule"], total)
@@ -160,14 +165,15 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
         if batch < len(x) and pos < batch:
             st["orders"] = [torch.randperm(len(x), generator=g) for g in st["shuffles"]]
         if batch >= len(x):
-            out = pack.shared(x)
+            forward = pack.training_pass(x, shared=True)
             yb = y.expand(n, *y.shape)
         else:
             idx = torch.stack([o[pos:pos + batch] for o in st["orders"]]).to(device)
-            out, yb = pack.own(x[idx]), y[idx]
-        loss = criterion(out, yb)
-        values = loss.detach().cpu().tolist()
-        accs = _accuracies(out.detach(), yb, kind).tolist()
+            forward, yb = pack.training_pass(x[idx], shared=False), y[idx]
+        out = forward.output
+        loss, grad_out = loss_and_gradient(out, yb)
+        values = loss.cpu().tolist()
+        accs = _accuracies(out, yb, kind).tolist()
         lrs = opt.lrs()
         epoch = step * batch / len(x)
         evaluate = step % eval_every == 0 or step == total or is_checkpoint(step)
@@ -197,7 +203,10 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
             break
         opt.zero_grad()
         # A diverged run's NaNs stay in its own slice: each run's loss only reaches its parameters.
-        torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0).sum().backward()
+        diverged = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if diverged:
+            grad_out[diverged] = 0.0
+        forward.backward(grad_out)
         opt.step()
         bar.update(1)
     bar.close()

@@ -7,6 +7,8 @@ its products and layouts cost more on a CPU: a 16-run training step of the blog 
 thread; benchmarks/run.py measures the trainer as a whole).
 
 Inputs are either shared by all runs, (n, ...), or one batch per run, (S, n, ...).
+Training goes through `TrainingPass`, whose backward is written out; the gradients
+family's autograd and evaluation through `stacked_forward` / `stacked_features`.
 """
 from __future__ import annotations
 
@@ -31,50 +33,45 @@ def stacked_features(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.
     return _layers(model_cfg, params, x, shared, record=True)
 
 
-class _ReluInPlace(torch.autograd.Function):
-    """ReLU that overwrites its input, and whose backward overwrites the incoming gradient.
-    A 16-run pack of the blog MLP is memory-bound in its activations (3.2 MB each, more
-    than the cache keeps): in place, ReLU took 46 µs a call where `torch.relu` took 950
-    and its backward 80 µs where 187 (torch.profiler in the pack; alone, one thread)."""
-
-    @staticmethod
-    def forward(ctx, z):
-        ctx.mark_dirty(z)
-        out = z.relu_()
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        if not grad.is_contiguous():  # an expanded or shared-looking buffer: leave it be
-            return torch.ops.aten.threshold_backward(grad, out, 0)
-        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
-
-
-# For training, where the pre-activations are not wanted.
-_IN_PLACE = {"relu": _ReluInPlace.apply}
-
-
 def _layers(model_cfg, params, x, shared, record):
+    h = inputs = _inputs(model_cfg, params, x, shared)
+    pre, post = {}, {}
+    name = _activation(model_cfg)
+    # Without a graph to keep and no pre-activations wanted, in place: a pack's activations
+    # outgrow the cache, and `torch.relu` took 950 µs a call where in place took 46 (16 runs
+    # of the blog MLP, torch.profiler, one thread).
+    in_place = not record and not torch.is_grad_enabled()
+    act = (lambda z: _ACTIVATE[name](z)[0]) if in_place else ACTIVATIONS[name]
+    for layer in _hidden_names(params):
+        z = _linear(h, params, layer)
+        h = act(z)
+        if record:
+            index = layer.split(".")[1]
+            pre[f"h{int(index) + 1}"], post[f"h{int(index) + 1}"] = z, h
+    return _linear(h, params, "readout"), Features(inputs, pre, post)
+
+
+def _inputs(model_cfg, params, x, shared) -> torch.Tensor:
+    """The first hidden layer's inputs (S, n, in): the data as vectors (mlp) or the modular
+    nets' codes, with autograd's graph when they depend on parameters (modnet's embeddings)."""
     runs = next(iter(params.values())).shape[0]
     if model_cfg["name"] == "mlp":
         h = x.flatten(1) if shared else x.flatten(2)  # images go in as vectors
     else:
         h = _encode(model_cfg["name"], params, x, shared)
-    if h.dim() == 2:
-        h = h.expand(runs, *h.shape)
-    inputs, pre, post = h, {}, {}
-    name = model_cfg.get("activation", "square" if model_cfg["name"] == "onehot" else "relu")
-    act = ACTIVATIONS[name] if record else _IN_PLACE.get(name, ACTIVATIONS[name])
-    layer = 0
+    return h.expand(runs, *h.shape) if h.dim() == 2 else h
+
+
+def _activation(model_cfg) -> str:
+    return model_cfg.get("activation", "square" if model_cfg["name"] == "onehot" else "relu")
+
+
+def _hidden_names(params) -> list[str]:
+    names, layer = [], 0
     while f"hidden.{layer}.weight" in params:
-        z = _linear(h, params, f"hidden.{layer}")
-        h = act(z)
-        if record:
-            pre[f"h{layer + 1}"], post[f"h{layer + 1}"] = z, h
+        names.append(f"hidden.{layer}")
         layer += 1
-    return _linear(h, params, "readout"), Features(inputs, pre, post)
+    return names
 
 
 def _linear(h: torch.Tensor, params: dict, name: str) -> torch.Tensor:
@@ -94,33 +91,113 @@ class _StackedLinear(torch.autograd.Function):
     def forward(ctx, h, weight, bias):
         ctx.save_for_backward(h, weight)
         ctx.has_bias = bias is not None
-        if weight.shape[1] == 1:
-            # One output unit as a row vector times hᵀ: the other orientation's batch-of-one
-            # product takes another path and rounds differently from the same run in a pack
-            # of two or more, this one does not (tests/test_packed.py); and it is faster
-            # (74 against 105 µs, 16 runs of the blog MLP's readout, one thread).
-            out = torch.bmm(weight, h.transpose(1, 2)).transpose(1, 2)
-            return out if bias is None else out.add_(bias.unsqueeze(1))
-        out = torch.bmm(h, weight.transpose(1, 2))
-        # In place, and not baddbmm: that took 3.1 ms where bmm and add_ take 2.4 (16 runs, 100 x 100).
-        return out if bias is None else out.add_(bias.unsqueeze(1))
+        return _affine(h, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
         h, weight = ctx.saved_tensors
-        grad_h = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            # An outer product when there is one output unit: a broadcast product, not a bmm.
-            grad_h = grad * weight if weight.shape[1] == 1 else torch.bmm(grad, weight)
-        if ctx.needs_input_grad[1]:
-            out_dim, in_dim = weight.shape[1:]
-            if out_dim <= in_dim:
-                grad_w = torch.bmm(grad.transpose(1, 2), h)
-            else:
-                grad_w = torch.bmm(h.transpose(1, 2), grad).transpose(1, 2)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum(dim=1)
-        return grad_h, grad_w, grad_b
+        needs = ctx.needs_input_grad
+        return _affine_backward(grad, h, weight, needs[0], needs[1], ctx.has_bias and needs[2])
+
+
+def _affine(h, weight, bias):
+    if weight.shape[1] == 1:
+        # One output unit as a row vector times hᵀ: the other orientation's batch-of-one
+        # product takes another path and rounds differently from the same run in a pack
+        # of two or more, this one does not (tests/test_packed.py); and it is faster
+        # (74 against 105 µs, 16 runs of the blog MLP's readout, one thread).
+        out = torch.bmm(weight, h.transpose(1, 2)).transpose(1, 2)
+        return out if bias is None else out.add_(bias.unsqueeze(1))
+    out = torch.bmm(h, weight.transpose(1, 2))
+    # In place, and not baddbmm: that took 3.1 ms where bmm and add_ take 2.4 (16 runs, 100 x 100).
+    return out if bias is None else out.add_(bias.unsqueeze(1))
+
+
+def _affine_backward(grad, h, weight, for_input: bool, for_weight: bool, for_bias: bool):
+    grad_h = grad_w = grad_b = None
+    if for_input:
+        # An outer product when there is one output unit: a broadcast product, not a bmm.
+        grad_h = grad * weight if weight.shape[1] == 1 else torch.bmm(grad, weight)
+    if for_weight:
+        out_dim, in_dim = weight.shape[1:]
+        if out_dim <= in_dim:
+            grad_w = torch.bmm(grad.transpose(1, 2), h)
+        else:
+            grad_w = torch.bmm(h.transpose(1, 2), grad).transpose(1, 2)
+    if for_bias:
+        grad_b = grad.sum(dim=1)
+    return grad_h, grad_w, grad_b
+
+
+class TrainingPass:
+    """A training step's forward through S stacked runs, keeping what its backward needs,
+    and that backward written out: no autograd graph for the layers. Autograd's engine,
+    nodes and the loss's graph cost a pack of the blog MLP about 10 % of its step (8 runs,
+    one thread: 3.9 against 4.3 ms, `benchmarks/`). Activations are overwritten in place,
+    as are the gradients flowing down. The inputs keep autograd's graph when they depend on
+    parameters (modnet's embeddings), whose gradients autograd then forms from the inputs'.
+
+    `output` (S, n, out); `backward(grad_output)` sets `.grad` of each parameter that
+    requires one (sets, not adds: call it after zeroing)."""
+
+    def __init__(self, model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool):
+        self.params, self.activation = params, _activation(model_cfg)
+        if self.activation not in _DERIVATIVES:
+            raise ValueError(f"no hand-written backward for activation '{self.activation}'")
+        self.inputs = _inputs(model_cfg, params, x, shared)
+        self.layers = _hidden_names(params) + ["readout"]
+        self.layer_inputs, self.kept = [], []  # per layer; kept: what the activation's derivative reads
+        with torch.no_grad():
+            h = self.inputs.detach()
+            for layer in self.layers[:-1]:
+                self.layer_inputs.append(h)
+                h, kept = _ACTIVATE[self.activation](_affine(h, *self._weights(layer)))
+                self.kept.append(kept)
+            self.layer_inputs.append(h)
+            self.output = _affine(h, *self._weights("readout"))
+
+    def _weights(self, layer: str):
+        return self.params[f"{layer}.weight"], self.params.get(f"{layer}.bias")
+
+    def backward(self, grad_output: torch.Tensor) -> None:
+        trains = [any(p is not None and p.requires_grad for p in self._weights(layer)) for layer in self.layers]
+        into_inputs = self.inputs.requires_grad
+        lowest = 0 if into_inputs else next((i for i, t in enumerate(trains) if t), len(trains))
+        grad = grad_output
+        with torch.no_grad():
+            for i in range(len(self.layers) - 1, lowest - 1, -1):
+                weight, bias = self._weights(self.layers[i])
+                down = i > lowest or into_inputs  # whether a layer below, or the inputs, want a gradient
+                grads = _affine_backward(grad, self.layer_inputs[i], weight, down, weight.requires_grad,
+                                         bias is not None and bias.requires_grad)
+                for param, param_grad in zip((weight, bias), grads[1:]):
+                    if param_grad is not None:
+                        param.grad = param_grad
+                if down:
+                    grad = grads[0] if i == 0 else _DERIVATIVES[self.activation](grads[0], self.kept[i - 1])
+        if into_inputs:
+            self.inputs.backward(grad)
+
+
+def _relu_forward(z):
+    h = z.relu_()
+    return h, h
+
+
+def _tanh_forward(z):
+    h = z.tanh_()
+    return h, h
+
+
+_ACTIVATE = {"relu": _relu_forward, "tanh": _tanh_forward, "square": lambda z: (z.square(), z)}
+
+# Each overwrites the incoming gradient with the gradient at the pre-activation, from
+# what its forward kept: relu and tanh their output, square its input.
+_DERIVATIVES = {
+    "relu": lambda grad, h: torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad),
+    "tanh": lambda grad, h: torch.ops.aten.tanh_backward.grad_input(grad, h, grad_input=grad),
+    "square": lambda grad, z: grad.mul_(z).mul_(2),
+}
 
 
 def _encode(name: str, params: dict, x: torch.Tensor, shared: bool) -> torch.Tensor:
@@ -128,7 +205,7 @@ def _encode(name: str, params: dict, x: torch.Tensor, shared: bool) -> torch.Ten
     a, b = x[..., 0], x[..., 1]
     if name == "onehot":
         classes = params["readout.weight"].shape[1]
-        return torch.cat([one_hot(a, classes), one_hot(b, classes)], dim=-1).float()
+        return torch.cat([one_hot(a, classes), one_hot(b, classes)], dim=-1).to(params["readout.weight"].dtype)
     table = params["embed.weight"]  # (S, classes, width)
     if shared:
         return torch.cat([table[:, a], table[:, b]], dim=-1)
