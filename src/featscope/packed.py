@@ -4,8 +4,8 @@ parameters (stacked weights in batched matrix products, `stacked`).
 Each run keeps its own parameters, optimiser state (Adam, AdamW and SGD are elementwise, so
 one optimiser over the stacked tensors is S independent ones), data order, metrics rows,
 divergence and checkpoints, in exactly the format of `train_one`. Results match `train_one`
-to float32 rounding: batched matrix products sum in another order (tests/test_packed.py
-holds the tolerance). What packs: models without buffers (no batch norm) whose runs differ
+to float32 rounding: batched matrix products sum in another order, and the backward is
+written out (`stacked.TrainingPass`; tests/test_packed.py holds the tolerance). What packs: models without buffers (no batch norm) whose runs differ
 only in their seed and their optimiser's values (learning rate, weight decay, momentum,
 warm-up length; see `batched_optim`); `pack_key` says which runs can share a pack.
 """
