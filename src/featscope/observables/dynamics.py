@@ -98,7 +98,11 @@ def fourier_purity(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def distinct_frequencies(weights: torch.Tensor, min_purity: float = 0.5) -> int:
     """Number of distinct dominant frequencies among neurons at least `min_purity` pure."""
-    purity, freq = fourier_purity(weights)
+    return distinct_of(*fourier_purity(weights), min_purity)
+
+
+def distinct_of(purity: torch.Tensor, freq: torch.Tensor, min_purity: float = 0.5) -> int:
+    """`distinct_frequencies` from `fourier_purity`'s output, for a caller that has it."""
     return int(torch.unique(freq[purity >= min_purity]).numel())
 
 
