@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`; a version before the fused-loop and observe-job rows)
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
-    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 9 min 13 s
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 31 s – 9 min 7 s
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
