@@ -42,12 +42,11 @@ def _layers(model_cfg, params, x, shared, record):
     # of the blog MLP, torch.profiler, one thread).
     in_place = not record and not torch.is_grad_enabled()
     act = (lambda z: _ACTIVATE[name](z)[0]) if in_place else ACTIVATIONS[name]
-    for layer in _hidden_names(params):
+    for index, layer in enumerate(_hidden_names(params), start=1):
         z = _linear(h, params, layer)
         h = act(z)
         if record:
-            index = layer.split(".")[1]
-            pre[f"h{int(index) + 1}"], post[f"h{int(index) + 1}"] = z, h
+            pre[f"h{index}"], post[f"h{index}"] = z, h
     return _linear(h, params, "readout"), Features(inputs, pre, post)
 
 
