@@ -38,10 +38,10 @@ def test_dynamics_over_stacks_match_loops_map_by_map():
     feats = torch.randn(5, 30, 4, generator=gen) + 3.0
     centred = feats.double().numpy() - feats.double().numpy().mean(axis=1, keepdims=True)
     grams = [c.T @ c / 30 for c in centred]
+    diag, off = dyn.batched_gram_statistics(feats)
+    assert np.allclose(diag, [np.diag(g).mean() for g in grams], rtol=1e-12)
+    assert np.allclose(off, [(g.sum() - np.trace(g)) / 12 for g in grams], rtol=1e-10)
     for block in (2 ** 30, 30 * 4 * 8 * 2):  # all maps at once; two at a time
-        diag, off = dyn.batched_gram_statistics(feats, block_bytes=block)
-        assert np.allclose(diag, [np.diag(g).mean() for g in grams], rtol=1e-12)
-        assert np.allclose(off, [(g.sum() - np.trace(g)) / 12 for g in grams], rtol=1e-10)
         norms = dyn.batched_norms(feats, block_bytes=block)
         assert np.allclose(norms, [np.sqrt((f.double().numpy() ** 2).sum()) for f in feats], rtol=1e-12)
 

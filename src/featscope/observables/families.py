@@ -57,7 +57,7 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     layer = params.get("layer") or list(snap.features.post)[-1]
     landmarks, top = params.get("landmarks"), params.get("top", 10)
     target = _targets(snap)
-    feats, output, steps = snap.features.layers()[layer].double(), snap.output, snap.steps
+    feats, output, steps = snap.features.layers()[layer], snap.output, snap.steps
     finite = (_finite(feats) & _finite(output)).numpy()
     if not finite.all():  # a diverged checkpoint has no spectrum
         feats, output, steps = feats[finite], output[finite], steps[finite]
@@ -89,17 +89,25 @@ def _spectral_frame(steps, layer: str, measured, drift: dict) -> pd.DataFrame:
     blocks += [(name, steps, np.zeros(len(steps), np.int64), values)
                for name, values in {**measured.scalars, **drift}.items()]
     k = np.concatenate([b[2] for b in blocks])
+    from ..observe import labels  # local import: observe imports this package
+
     return pd.DataFrame({"step": np.concatenate([b[1] for b in blocks]),
-                         "observable": np.concatenate([np.repeat(b[0], len(b[1])) for b in blocks]),
-                         "layer": layer, "k": pd.Series(k, dtype="Int64").mask(k == 0),
+                         "observable": labels([b[0] for b in blocks], [len(b[1]) for b in blocks]),
+                         "layer": labels([layer], [len(k)]), "k": pd.Series(k, dtype="Int64").mask(k == 0),
                          "value": np.concatenate([b[3] for b in blocks])})
 
 
 def _finite(stack: torch.Tensor) -> torch.Tensor:
-    """Per checkpoint, whether all its values are finite: one float64 sum, which values
-    that came from float32 cannot overflow and any NaN or infinity spoils (on the float64
-    features: 4 ms against 61 ms for isfinite, 230 maps of 500 × 100)."""
-    return torch.isfinite(stack.flatten(1).sum(dim=1, dtype=torch.float64))
+    """Per checkpoint, whether all its values are finite: a sum, which any NaN or infinity
+    spoils (isfinite over every value took 10 ms against 0.5 for a float32 sum, 64 maps of
+    500 × 100). Where a float32 sum is not finite it may have overflowed: those checkpoints
+    are summed again in float64, which values that came from float32 cannot overflow."""
+    flat = stack.flatten(1)
+    finite = torch.isfinite(flat.sum(dim=1))
+    if not finite.all():
+        again = ~finite
+        finite[again] = torch.isfinite(flat[again].sum(dim=1, dtype=torch.float64))
+    return finite
 
 
 def _scalar_rows(step, layer, values: dict) -> list[tuple]:

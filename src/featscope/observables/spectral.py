@@ -29,6 +29,7 @@ this is exactly Nyström's extension e_k(x) = Σ_j k(x, x_j) e_k(x_j) / (m ρ_k)
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -221,8 +222,9 @@ def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
                          top: int = 0) -> Eigensystems:
     """`eigensystem` for each of a stack of feature maps (T, n, p). Given the `target` and
     `outputs` that `batched_measure_arrays` and the `top` width that `batched_top_subspaces`
-    will be asked for, the kernel route forms only those parts of the eigenvectors."""
-    phi = features.double()
+    will be asked for, the kernel route forms only those parts of the eigenvectors.
+    Float32 features go to float64 one map at a time (see `_float64_maps`)."""
+    phi = features
     sub = phi
     if landmarks is not None and landmarks < phi.shape[1]:
         sub = phi[:, np.linspace(0, phi.shape[1] - 1, landmarks).round().astype(int)]
@@ -231,7 +233,8 @@ def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
         gram = _symmetric_products(sub, features_side=True)
         rho, u = _eigh_descending(gram, m)
         keep = rho > rtol * rho[:, :1].clamp(min=0.0)
-        norm = _centred_norm(gram, phi.sum(dim=1), phi.shape[1]) if sub is phi else None
+        colsum = _map_products(phi, torch.ones(len(phi), phi.shape[1], 1), transpose=True).squeeze(-1)
+        norm = _centred_norm(gram, colsum, phi.shape[1]) if sub is phi else None
         return Eigensystems(rho, keep, u=u.mul_(keep.unsqueeze(1)), centred_norm=norm)
     kernel = _symmetric_products(sub, features_side=False)
     if sub is phi and target is not None and m > 1:
@@ -249,18 +252,17 @@ def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
     if sub is phi:
         return Eigensystems(rho, keep, v=v.mul_(keep.unsqueeze(1)), centred_norm=_centred_kernel_norm(kernel))
     safe = torch.where(keep, rho, torch.ones_like(rho))
-    u = (sub.mT @ v) / (m * safe).sqrt().unsqueeze(1) * keep.unsqueeze(1)  # Φᵀv_k / ‖Φᵀv_k‖
+    u = _map_products(sub, v, transpose=True) / (m * safe).sqrt().unsqueeze(1) * keep.unsqueeze(1)  # Φᵀv_k / ‖Φᵀv_k‖
     return Eigensystems(rho, keep, u=u)
 
 
 def _symmetric_products(phi: torch.Tensor, features_side: bool) -> torch.Tensor:
-    """ΦᵀΦ (p × p, features_side) or ΦΦᵀ (n × n) of each map, by numpy's symmetric
-    product (BLAS syrk: half the work of a general product; 230 maps of 500 × 100 took
-    0.045 s against 0.073 s batched, one thread)."""
-    maps = phi.numpy()
-    size = maps.shape[2] if features_side else maps.shape[1]
-    out = np.empty((len(maps), size, size))
-    for a, o in zip(maps, out):
+    """ΦᵀΦ (p × p, features_side) or ΦΦᵀ (n × n) of each map in float64, by numpy's
+    symmetric product (BLAS syrk: half the work of a general product; 230 maps of 500 × 100
+    took 0.045 s against 0.073 s batched, one thread)."""
+    size = phi.shape[2] if features_side else phi.shape[1]
+    out = np.empty((len(phi), size, size))
+    for a, o in zip(_float64_maps(phi), out):
         if features_side:
             np.matmul(a.T, a, out=o)
         else:
@@ -268,12 +270,55 @@ def _symmetric_products(phi: torch.Tensor, features_side: bool) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def _map_products(phi: torch.Tensor, right: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """Φᵀ·right (transpose) or Φ·right of each map and its own right-hand side, in float64."""
+    right = right.double().numpy()
+    out = np.empty((len(phi), phi.shape[2] if transpose else phi.shape[1], right.shape[-1]))
+    for a, r, o in zip(_float64_maps(phi), right, out):
+        np.matmul(a.T if transpose else a, r, out=o)
+    return torch.from_numpy(out)
+
+
+def _float64_maps(phi: torch.Tensor):
+    """The maps of a stack (T, n, p) as float64 arrays, converted one at a time into one
+    buffer (each is used before the next arrives): a chunk's float64 copy (64 maps of
+    500 × 100: 26 MB) outgrows the cache and costs page faults in a fresh process."""
+    maps = phi.detach().cpu().numpy()
+    if maps.dtype == np.float64:
+        yield from maps
+        return
+    buffer = np.empty(maps.shape[1:])
+    for a in maps:
+        buffer[...] = a
+        yield buffer
+
+
 def _eigh_descending(a: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenpairs of a / scale, descending; the scale goes on the eigenvalues only, not
     on a copy of the matrices (2,016² each for the grokking study's wide net)."""
-    # numpy's LAPACK: 1.19 s where torch.linalg.eigh took 1.59 s (2,016², one thread, here).
+    if _mkl_lapack_is_faster():
+        rho, u = torch.linalg.eigh(a)
+        return rho.flip(-1).div_(scale), u.flip(-1)
     rho, u = np.linalg.eigh(a.numpy())
     return torch.from_numpy(rho[:, ::-1] / scale), torch.from_numpy(u[:, :, ::-1].copy())
+
+
+@functools.cache
+def _mkl_lapack_is_faster() -> bool:
+    """Whether to take eigendecompositions from torch's LAPACK (MKL) rather than numpy's
+    (OpenBLAS's build of the reference LAPACK). Which is faster depends on the CPU, so the
+    choice is made per machine, never per call (the numbers must not depend on timing). On
+    an Intel Xeon with AVX-512, one thread, MKL took 0.49 against 0.63 ms a 100² Gram
+    (batches of 64) and 0.144 against 0.176 s at 1,024²; on an earlier machine of this
+    project's (AVX2, its vendor not recorded) numpy's took 1.19 where MKL took 1.59 s at
+    2,016². MKL is known to take slower code paths off Intel CPUs, so numpy's is kept there."""
+    if not torch.backends.mkl.is_available():
+        return False
+    try:
+        with open("/proc/cpuinfo") as info:
+            return "GenuineIntel" in info.read(4096)
+    except OSError:
+        return False
 
 
 def _kernel_eigen_parts(kernel: torch.Tensor, columns: torch.Tensor, width: int):
@@ -362,17 +407,17 @@ def batched_measures(features: torch.Tensor, eigen: Eigensystems, target,
                      outputs: torch.Tensor) -> BatchedMeasures:
     """The measures of `measure_arrays` for a stack of maps, as arrays over checkpoints: no
     Python per checkpoint (the blog MLP's 230 checkpoints: 0.045 s against 0.068 s one by one)."""
-    phi = features.double()
+    phi = features
     rho, keep = eigen.rho, eigen.keep
     t, n, _ = phi.shape
     f_star, f_hat = _measured_functions(target, outputs, t, n)
     q, q_rank = _output_bases(f_hat)
-    ones = torch.ones(t, n, 1, dtype=phi.dtype)
+    ones = torch.ones(t, n, 1, dtype=torch.float64)
     # d_lr needs Φ only through Φᵀ[q, 1]; the shares through Φᵀ[f*, f̂] unless the
     # eigenfunctions are at hand as kernel eigenvectors: one pass over the features.
     kernel_side = eigen.v is not None or eigen.v_inner is not None
     rhs = [q, ones] if kernel_side else [f_star, f_hat, q, ones]
-    proj = (phi.mT @ torch.cat(rhs, dim=-1)).split([r.shape[-1] for r in rhs], dim=-1)
+    proj = _map_products(phi, torch.cat(rhs, dim=-1), transpose=True).split([r.shape[-1] for r in rhs], dim=-1)
     p_q, colsum = proj[-2], proj[-1].squeeze(-1)
     if eigen.v_inner is not None:
         inner_star, inner_hat = (vf / math.sqrt(n) for vf in eigen.v_inner)
@@ -386,8 +431,8 @@ def batched_measures(features: torch.Tensor, eigen: Eigensystems, target,
                             (_batched_shares(inner_star, f_star), _batched_shares(inner_hat, f_hat), rho))
     norm_k = eigen.centred_norm
     if norm_k is None:  # landmarks: no Gram or kernel of all n samples was formed
-        norm_k = (_centred_norm(phi.mT @ phi, colsum, n) if phi.shape[2] <= n
-                  else _centred_kernel_norm(phi @ phi.mT))
+        norm_k = (_centred_norm(_symmetric_products(phi, True), colsum, n) if phi.shape[2] <= n
+                  else _centred_kernel_norm(_symmetric_products(phi, False)))
     per_k = {"eigenvalue": ev, "quality": quality, "utility": utility,
              "cum_quality": np.cumsum(quality, axis=1), "cum_utility": np.cumsum(utility, axis=1)}
     scalars = {"effective_dim": _batched_entropy_dim(ev), "effective_dim_quality": _batched_entropy_dim(quality),
@@ -457,7 +502,7 @@ def batched_top_subspaces(features: torch.Tensor, eigen: Eigensystems, m: int) -
         e_top = eigen.v[:, :, :width]  # already orthonormal, dropped columns zero
     else:
         scale = torch.where(kept, eigen.rho[:, :width], torch.ones_like(eigen.rho[:, :width])).sqrt()
-        e_top = features.double() @ eigen.u[:, :, :width] / scale.unsqueeze(1) * kept.unsqueeze(1)
+        e_top = _map_products(features, eigen.u[:, :, :width], transpose=False) / scale.unsqueeze(1) * kept.unsqueeze(1)
     basis, s, _ = torch.linalg.svd(e_top, full_matrices=False)
     ok = ((s > 1e-10 * s[:, :1]) & (s[:, :1] > 0)).numpy()
     return [b[:, keep] for b, keep in zip(basis.numpy(), ok)]
