@@ -123,16 +123,21 @@ def test_d_lr_matches_explicit_n_by_n_twin(problem):
     assert d_lr(phi, output) > 0.1
 
 
+@pytest.mark.parametrize("mkl", [False, True], ids=["numpy-lapack", "torch-mkl"])
 @pytest.mark.parametrize("named", [False, True], ids=["all-eigenvectors", "named-functions"])
 @pytest.mark.parametrize("landmarks,features,rank", [(None, 12, 10), (60, 12, 10), (None, 150, 120), (8, 12, 8)],
                          ids=["exact", "nystrom", "wider-than-samples", "fewer-landmarks-than-features"])
-def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks, features, rank, named):
+def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks, features, rank, named, mkl, monkeypatch):
     """The observe path's batched measures against the per-map reference (eigh of ΦᵀΦ, or
     the SVD of Φ when samples are fewer), on a stack of maps with a dead and a duplicated
     feature (rank-deficient) and a rank-1 output. Named up front, the target and outputs
-    let the kernel route (wider than samples) skip forming all eigenvectors."""
+    let the kernel route (wider than samples) skip forming all eigenvectors. Both LAPACKs
+    the batched path may take its eigendecompositions from (chosen per machine)."""
     from featscope.observables import spectral as sp
 
+    if mkl and not torch.backends.mkl.is_available():
+        pytest.skip("this torch has no MKL")
+    monkeypatch.setattr(sp, "_mkl_lapack_is_faster", lambda: mkl)
     gen = torch.Generator().manual_seed(1)
     phi = torch.relu(torch.randn(6, 120, 12, generator=gen) @ torch.randn(12, features, generator=gen))
     phi[:, :, 3] = 0
