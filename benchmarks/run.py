@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`; a version before the fused-loop and observe-job rows)
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
-    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 31 s – 9 min 7 s
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 7 min 20 s – 7 min 33 s (Intel Xeon, AVX-512)
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
@@ -410,14 +410,14 @@ def observe_rows(ckpt: str, train_seconds: float, pack_share_seconds: float) -> 
 def eigh_seconds(checkpoints: int = 230) -> float:
     """The eigendecompositions an observe pass of the nonlinearity study cannot avoid: ΦᵀΦ
     of h2 per checkpoint for the spectral family (linreg factorises its Grams by pivoted
-    Cholesky, a tenth of the cost)."""
+    Cholesky, a tenth of the cost), from the LAPACK the library picks on this machine."""
     code = PRELUDE + f"""
-import numpy as np
+from featscope.observables.spectral import _eigh_descending
 f = torch.relu(torch.randn({checkpoints}, 500, 100, dtype=torch.float64))
-gram = (f.mT @ f).numpy()
-np.linalg.eigh(gram[:2])
+gram = f.mT @ f
+_eigh_descending(gram[:2], 1.0)
 t = time.perf_counter()
-np.linalg.eigh(gram)
+_eigh_descending(gram, 1.0)
 print(json.dumps({{"seconds": time.perf_counter() - t}}))
 """
     return child(code)["seconds"]
