@@ -81,3 +81,24 @@ def test_matches_lstsq_on_a_trained_networks_hidden_features():
             got = linreg_loss(feats, snap.target).numpy()
             want = [numpy_baseline(f.double().numpy(), snap.target.double().numpy()) for f in feats]
             assert np.allclose(got, want, rtol=1e-10), (layer, snap.steps)
+
+
+def test_precomputed_grams_give_the_same_fits():
+    # An observe pass forms each layer's [F, 1]ᵀ[F, 1] once (Snapshot.augmented_gram) and
+    # hands it to the fits: the Grams against a brute-force product, and the fits from them
+    # against the fits that form their own, on rank-deficient maps and a diverged one.
+    from featscope.observables.linreg import augmented_grams
+
+    rng = np.random.default_rng(5)
+    f = np.maximum(rng.standard_normal((4, 300, 20)), 0).astype(np.float32)
+    f[1, :, 3] = 0  # a dead neuron
+    f[2, :, 5] = f[2, :, 6]  # a duplicated one
+    f[3, 0, 0] = np.nan  # a diverged checkpoint
+    y = rng.standard_normal(300)
+    grams = augmented_grams(f).numpy()
+    for fi, g in zip(f[:3], grams):
+        a = np.hstack([fi.astype(np.float64), np.ones((300, 1))])
+        assert np.allclose(g, a.T @ a, rtol=1e-13)
+    own, shared = linreg_loss(f, y).numpy(), linreg_loss(f, y, grams=grams).numpy()
+    assert np.allclose(shared[:3], own[:3], rtol=1e-12) and np.isnan(shared[3]) and np.isnan(own[3])
+    assert np.allclose(shared[:3], [numpy_baseline(fi.astype(np.float64), y) for fi in f[:3]], rtol=1e-10)

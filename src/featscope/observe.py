@@ -20,6 +20,7 @@ from . import schedules
 from ._allocator import keep_freed_memory
 from .models import Features, build_model
 from .observables import FAMILIES
+from .observables import linreg as _linreg
 from .stacked import STACKED_MODELS, stacked_features
 
 COLUMNS = ["run", "step", "observable", "layer", "k", "value"]
@@ -39,6 +40,7 @@ class Snapshot:
     split: str = "train"
     _model: torch.nn.Module = field(default=None, repr=False)
     _evaluated: tuple = field(default=None, repr=False)
+    _grams: dict = field(default_factory=dict, repr=False)
 
     @property
     def features(self) -> Features:
@@ -53,6 +55,18 @@ class Snapshot:
             with torch.no_grad():
                 self._evaluated = self.forward(self.params)
         return self._evaluated
+
+    def augmented_gram(self, layer: str) -> torch.Tensor | None:
+        """[F, 1]ᵀ[F, 1] (T, p + 1, p + 1), float64, of a layer's features F: formed once for
+        the families that factorise it (linreg's fits; spectral's ΦᵀΦ and Φᵀ1 are its
+        blocks). None where it would be larger than the features themselves (more
+        features than samples): those families then take their own routes."""
+        if layer not in self._grams:
+            feats = self.features.layers()[layer]
+            n, p = feats.shape[-2:]
+            small = (p + 1) ** 2 <= n * p
+            self._grams[layer] = _linreg.augmented_grams(feats) if small else None
+        return self._grams[layer]
 
     def model_type(self) -> type:
         """The class of the model, without loading a checkpoint into it."""

@@ -39,7 +39,7 @@ def linreg(snap, params: dict, state: dict) -> pd.DataFrame:
         if bool((feats[-1] == feats[0]).all()) and bool((feats == feats[:1]).all()):
             loss = _linreg.linreg_loss(feats[0], snap.target).expand(len(feats))
         else:
-            loss = _linreg.linreg_loss(feats, snap.target)
+            loss = _linreg.linreg_loss(feats, snap.target, grams=snap.augmented_gram(layer))
         blocks.append(("linreg_loss", layer, loss))
     return _rows(snap.steps, blocks)
 
@@ -63,7 +63,11 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
         feats, output, steps = feats[finite], output[finite], steps[finite]
     if not len(steps):
         return pd.DataFrame(columns=["step", "observable", "layer", "k", "value"])
-    eigen = _sp.batched_eigensystems(feats, landmarks, target=target, outputs=output, top=top)
+    gram = snap.augmented_gram(layer) if landmarks is None else None
+    if gram is not None and not finite.all():
+        gram = gram[torch.from_numpy(finite)]
+    eigen = _sp.batched_eigensystems(feats, landmarks, target=target, outputs=output, top=top,
+                                     augmented_gram=gram)
     measured = _sp.batched_measures(feats, eigen, target, output)
     drift = _drifts(_sp.batched_top_subspaces(feats, eigen, top), state)
     return _spectral_frame(steps, layer, measured, drift)

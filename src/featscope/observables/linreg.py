@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.linalg import cho_solve
-from scipy.linalg.lapack import dpstrf
+from scipy.linalg.lapack import dpotrs, dpstrf
 
 
-def linreg_residual(features, target, rcond: float | None = None) -> torch.Tensor:
-    """Residual y - ŷ of the least-squares fit of y on [F, 1]; batched over leading dims."""
+def linreg_residual(features, target, rcond: float | None = None, grams=None) -> torch.Tensor:
+    """Residual y - ŷ of the least-squares fit of y on [F, 1]; batched over leading dims.
+    `grams`, if given, are the maps' [F, 1]ᵀ[F, 1] in float64 (see `augmented_grams`)."""
     f = _as_array(features)  # float32 features go to float64 one map at a time, in `_residual`
     y = _as_float64(target)
     if y.ndim == 1:  # (n,) -> (n, 1); (n, C) and batched targets broadcast as they are
@@ -37,7 +37,9 @@ def linreg_residual(features, target, rcond: float | None = None) -> torch.Tenso
     flat_y = np.broadcast_to(y, (*batch, *y.shape[-2:])).reshape(-1, *y.shape[-2:])
     if rcond is None:
         rcond = (p + 1) * np.finfo(np.float64).eps
-    residual = np.stack([_residual(a, b, rcond) for a, b in zip(flat_f, flat_y)]) if len(flat_f) else flat_y
+    flat_g = [None] * len(flat_f) if grams is None else _as_float64(grams).reshape(-1, p + 1, p + 1)
+    residual = (np.stack([_residual(a, b, rcond, g) for a, b, g in zip(flat_f, flat_y, flat_g)])
+                if len(flat_f) else flat_y)
     return torch.from_numpy(residual.reshape(*batch, *y.shape[-2:]))
 
 
@@ -53,30 +55,48 @@ def _as_float64(a) -> np.ndarray:
     return np.asarray(_as_array(a), dtype=np.float64)
 
 
-def _residual(f: np.ndarray, y: np.ndarray, rcond: float) -> np.ndarray:
-    if not np.isfinite(f).all():  # a diverged checkpoint: NaN, not a factorisation failure
-        return np.full(y.shape, np.nan)
+def _residual(f: np.ndarray, y: np.ndarray, rcond: float, gram: np.ndarray | None = None) -> np.ndarray:
     a = np.empty((len(f), f.shape[1] + 1))
     a[:, :-1], a[:, -1] = f, 1.0
-    gram = a.T @ a  # one symmetric product (BLAS syrk), half a general one
+    # One sum, which any NaN or infinity spoils and float64 cannot overflow from float32
+    # values: a diverged checkpoint gets NaN, not a factorisation failure.
+    if not np.isfinite(a.sum()) and not np.isfinite(a).all():
+        return np.full(y.shape, np.nan)
+    if gram is None:
+        gram = a.T @ a  # one symmetric product (BLAS syrk), half a general one
     factor, pivots, rank, _ = dpstrf(gram, lower=0, tol=rcond * gram.diagonal().max())
     kept = pivots[:rank] - 1
     r = factor[:rank, :rank]
 
     def fitted(rhs):  # A_k (A_kᵀA_k)⁻¹ A_kᵀ rhs with A_kᵀA_k = RᵀR, A_k the kept columns
         beta = np.zeros((a.shape[1], rhs.shape[1]))
-        beta[kept] = cho_solve((r, False), (a.T @ rhs)[kept], check_finite=False)
+        beta[kept], _ = dpotrs(r, (a.T @ rhs)[kept], lower=0)  # cho_solve's LAPACK call, 6 against 11 µs
         return a @ beta
 
     residual = y - fitted(y)
     return residual - fitted(residual)  # one refinement step
 
 
-def linreg_loss(features, target, rcond: float | None = None) -> torch.Tensor:
+def augmented_grams(features) -> torch.Tensor:
+    """[F, 1]ᵀ[F, 1] of each map of a stack (T, n, p), float64 (T, p + 1, p + 1): the Grams
+    the fits factorise. Its top-left block is FᵀF and its last column F ᵀ1, so an observe
+    pass that also takes the spectral measures of the layer forms it once for both."""
+    maps = _as_array(features)
+    out = np.empty((len(maps), maps.shape[2] + 1, maps.shape[2] + 1))
+    a = np.empty((maps.shape[1], maps.shape[2] + 1))
+    a[:, -1] = 1.0
+    for f, o in zip(maps, out):
+        a[:, :-1] = f
+        np.matmul(a.T, a, out=o)  # BLAS syrk
+    return torch.from_numpy(out)
+
+
+def linreg_loss(features, target, rcond: float | None = None, grams=None) -> torch.Tensor:
     """MSE of the least-squares fit of `target` on [features, 1].
 
-    features: (..., n, p); target: (n,), (n, C) or batched alike.
+    features: (..., n, p); target: (n,), (n, C) or batched alike; grams, if given,
+    `augmented_grams(features)` (..., p + 1, p + 1), already formed by the caller.
     Returns a float64 tensor with the leading batch shape (a scalar for 2-D input).
     """
-    res = linreg_residual(features, target, rcond)
+    res = linreg_residual(features, target, rcond, grams)
     return res.pow(2).mean(dim=(-2, -1))

@@ -219,21 +219,26 @@ class Eigensystems:
 
 def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
                          rtol: float = 1e-10, target=None, outputs: torch.Tensor | None = None,
-                         top: int = 0) -> Eigensystems:
+                         top: int = 0, augmented_gram: torch.Tensor | None = None) -> Eigensystems:
     """`eigensystem` for each of a stack of feature maps (T, n, p). Given the `target` and
     `outputs` that `batched_measure_arrays` and the `top` width that `batched_top_subspaces`
     will be asked for, the kernel route forms only those parts of the eigenvectors.
-    Float32 features go to float64 one map at a time (see `_float64_maps`)."""
+    Float32 features go to float64 one map at a time (see `_float64_maps`). An
+    `augmented_gram` [Φ, 1]ᵀ[Φ, 1] already formed (by `linreg.augmented_grams`) serves the
+    Gram route without landmarks: ΦᵀΦ and Φᵀ1 are its blocks."""
     phi = features
     sub = phi
     if landmarks is not None and landmarks < phi.shape[1]:
         sub = phi[:, np.linspace(0, phi.shape[1] - 1, landmarks).round().astype(int)]
     m, p = sub.shape[1:]
     if m >= p:
-        gram = _symmetric_products(sub, features_side=True)
+        if augmented_gram is not None and sub is phi:
+            gram, colsum = augmented_gram[:, :p, :p], augmented_gram[:, :p, p]
+        else:
+            gram = _symmetric_products(sub, features_side=True)
+            colsum = _map_products(phi, torch.ones(len(phi), phi.shape[1], 1), transpose=True).squeeze(-1)
         rho, u = _eigh_descending(gram, m)
         keep = rho > rtol * rho[:, :1].clamp(min=0.0)
-        colsum = _map_products(phi, torch.ones(len(phi), phi.shape[1], 1), transpose=True).squeeze(-1)
         norm = _centred_norm(gram, colsum, phi.shape[1]) if sub is phi else None
         return Eigensystems(rho, keep, u=u.mul_(keep.unsqueeze(1)), centred_norm=norm)
     kernel = _symmetric_products(sub, features_side=False)
