@@ -224,3 +224,71 @@ def test_a_family_observes_only_the_checkpoints_its_own_schedule_names(first):
             got = sparse[name]
         pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True),
                                       check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+def _weights_one_checkpoint_at_a_time(snap, params, state):
+    """The weights family's definitions applied checkpoint by checkpoint with the one-map
+    functions (the family's code before it went batched): the twin of the batched family."""
+    from featscope.models import layer_of_parameter
+
+    rows = []
+    names = [n for n, v in snap.params.items() if v.dim() >= 3]
+    for i, step in enumerate(snap.steps):
+        current = {n: snap.params[n][i].double() for n in names}
+        init = state.setdefault("init", current)
+        prev = state.get("prev", current)
+        for name, w in current.items():
+            layer = layer_of_parameter(name)
+            norm_prev, norm_init = prev[name].norm(), init[name].norm()
+            delta, dist = (w - prev[name]).norm(), (w - init[name]).norm()
+            rows += [(int(step), obs, layer, None, float(v)) for obs, v in {
+                "weight_norm": w.norm(), "weight_delta_norm": delta,
+                "weight_delta_rel": delta / norm_prev if norm_prev > 0 else float("nan"),
+                "weight_init_distance": dist,
+                "weight_init_rel": dist / norm_init if norm_init > 0 else float("nan")}.items()]
+        flat = torch.cat([w.flatten() for w in current.values()])
+        if "prev_flat" in state and "prev_update" in state:
+            rows.append((int(step), "update_cosine", None, None,
+                         dyn.cosine(flat - state["prev_flat"], state["prev_update"])))
+        if "prev_flat" in state:
+            state["prev_update"] = flat - state["prev_flat"]
+        state["prev_flat"], state["prev"] = flat, current
+        w1 = snap.params["hidden.0.weight"][i]
+        rows += [(int(step), "feature_diversity", "h1", None, dyn.feature_diversity(w1)),
+                 (int(step), "weight_effective_rank", "h1", None, dyn.effective_rank(w1))]
+        if hasattr(snap.model_type(), "input_weights"):
+            purity, freq = dyn.fourier_purity(snap.model_at(i).input_weights().detach())
+            rows += [(int(step), "fourier_purity", "h1", j, p) for j, p in enumerate(purity.tolist())]
+            rows.append((int(step), "fourier_frequencies", "h1", None,
+                         dyn.distinct_of(purity, freq, params.get("min_purity", 0.5))))
+    frame = pd.DataFrame(rows, columns=["step", "observable", "layer", "k", "value"])
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+@pytest.mark.parametrize("model,task,loss", [
+    ({"name": "mlp", "width": 16, "depth": 2}, {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0}, "mse"),
+    ({"name": "modnet", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "cross_entropy"),
+    ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
+], ids=["mlp", "modnet", "onehot"])
+def test_weights_batched_over_checkpoints_match_one_checkpoint_at_a_time(model, task, loss, monkeypatch):
+    """The batched weights family against its per-checkpoint twin, over chunks of 3 (state
+    carried across chunks), with a dead neuron (a zero row of h1's weights)."""
+    from featscope import observe
+    from featscope.observables import FAMILIES
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {**task, "seed": 0}, "model": model, "optim": {"name": "adam", "lr": 0.01},
+           "train": {"steps": 20, "loss": loss}, "schedule": {"every": 2}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    bundle["params"]["hidden.0.weight"][:, 0] = 0
+    monkeypatch.setattr(observe, "MAX_CHUNK", 3)
+    batched, twin, state_b, state_t = [], [], {}, {}
+    for snap in observe.snapshots(bundle, data):
+        batched.append(FAMILIES["weights"].compute(snap, {}, state_b))
+        twin.append(_weights_one_checkpoint_at_a_time(snap, {}, state_t))
+    got, want = observe._long_form("r", batched), observe._long_form("r", twin)
+    assert len(got) == len(want) and set(got.observable) >= {"update_cosine", "feature_diversity"}
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-10, atol=1e-13)

@@ -64,6 +64,35 @@ def effective_rank(weight: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+def batched_effective_rank(weights: torch.Tensor) -> torch.Tensor:
+    """`effective_rank` of each of a stack of matrices (T, k, d): (T,) float64."""
+    s = torch.linalg.svdvals(weights.double())
+    total = s.sum(dim=-1, keepdim=True)
+    p = s / torch.where(total > 0, total, 1.0)
+    plogp = torch.where(p > 0, p * p.log(), 0.0)
+    return torch.where(total[:, 0] > 0, torch.exp(-plogp.sum(dim=-1)), 0.0)
+
+
+def batched_mean_abs_pairwise_cosine(rows: torch.Tensor, block_bytes: int = 32 * 2 ** 20) -> torch.Tensor:
+    """`mean_pairwise_cosine(absolute=True)` of each of a stack of row sets (T, k, d): (T,)
+    float64. |cos| has no sum trick: the k × k matrices, as few at a time as fit `block_bytes`."""
+    k = rows.shape[1]
+    per_set = max(1, k * k * 8)
+    return torch.cat([_mean_abs_pairwise_cosine(block) for block in rows.split(max(1, block_bytes // per_set))])
+
+
+def _mean_abs_pairwise_cosine(rows: torch.Tensor) -> torch.Tensor:
+    rows = rows.double()
+    norms = rows.norm(dim=-1, keepdim=True)
+    nonzero = norms > 0
+    unit = torch.where(nonzero, rows / torch.where(nonzero, norms, torch.ones_like(norms)), 0.0)
+    cos = (unit @ unit.mT).abs()
+    k = nonzero.sum(dim=(1, 2)).double()
+    pairs = k * (k - 1)
+    off = cos.sum(dim=(1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(dim=-1)
+    return torch.where(k >= 2, off / torch.where(pairs > 0, pairs, torch.ones_like(pairs)), math.nan)
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.double().flatten(), b.double().flatten()
     denom = a.norm() * b.norm()
