@@ -140,7 +140,7 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
     from featscope.observables import families
     from featscope.observe import snapshots
     from featscope.tasks import make_dataset
-    from featscope.training import loss_fn, task_kind, train_one
+    from featscope.training import loss_fn, per_run_loss_and_gradient, task_kind, train_one
 
     cfg = {"task": {**task, "seed": 0}, "model": model, "optim": {"name": "adam", "lr": 0.01},
            "train": {"steps": 20, "loss": loss}, "schedule": {"every": 5}, "seed": 0}
@@ -152,7 +152,8 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
     y = torch.as_tensor(data["y_train"])
     y = y.float() if y.is_floating_point() else y.long()
     criterion = loss_fn(task_kind(task["name"]), loss)
-    batched = families._gradient_frame(snap.steps, *families._stacked_gradients(snap, x, y, criterion))
+    batched = families._gradient_frame(snap.steps, *families._stacked_gradients(
+        snap, x, y, per_run_loss_and_gradient(task_kind(task["name"]), loss)))
     alone = families._gradient_frame(snap.steps, *families._one_by_one_gradients(snap, x, y, criterion))
     # float32 products summed in another order (batched vs per-model)
     pd.testing.assert_frame_equal(batched, alone, check_exact=False, rtol=1e-4, atol=1e-7)

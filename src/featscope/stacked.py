@@ -141,7 +141,9 @@ class TrainingPass:
     parameters (modnet's embeddings), whose gradients autograd then forms from the inputs'.
 
     `output` (S, n, out); `backward(grad_output)` sets `.grad` of each parameter that
-    requires one (sets, not adds: call it after zeroing)."""
+    requires one (sets, not adds: call it after zeroing). `layer_inputs[i]` is layer i's
+    input (i ≥ 1: hidden layer i's activations); with `keep_layer_grads`, `layer_grads[i]`
+    is the gradient that reaches it."""
 
     def __init__(self, model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool):
         self.params, self.activation = params, _activation(model_cfg)
@@ -162,7 +164,8 @@ class TrainingPass:
     def _weights(self, layer: str):
         return self.params[f"{layer}.weight"], self.params.get(f"{layer}.bias")
 
-    def backward(self, grad_output: torch.Tensor) -> None:
+    def backward(self, grad_output: torch.Tensor, keep_layer_grads: bool = False) -> None:
+        self.layer_grads = {}
         trains = [any(p is not None and p.requires_grad for p in self._weights(layer)) for layer in self.layers]
         into_inputs = self.inputs.requires_grad
         lowest = 0 if into_inputs else next((i for i, t in enumerate(trains) if t), len(trains))
@@ -177,6 +180,8 @@ class TrainingPass:
                     if param_grad is not None:
                         param.grad = param_grad
                 if down:
+                    if keep_layer_grads and i > 0:  # before the activation's derivative overwrites it
+                        self.layer_grads[i] = grads[0].clone()
                     grad = grads[0] if i == 0 else _DERIVATIVES[self.activation](grads[0], self.kept[i - 1])
         if into_inputs:
             self.inputs.backward(grad)

@@ -186,31 +186,35 @@ def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
     weight decay): total and per-layer gradient norm, mean pairwise cosine of h1 neurons'
     gradient rows, ‖G_F‖ per hidden layer, and the Gram statistics of the centred features."""
     from ..tasks import task_kind
-    from ..training import loss_fn
+    from ..training import loss_fn, per_run_loss_and_gradient
 
     bundle = snap.bundle
-    criterion = loss_fn(task_kind(bundle["task"]), bundle["loss"])
+    kind = task_kind(bundle["task"])
     x = torch.as_tensor(snap.data[f"x_{snap.split}"])
     x = x.float() if x.is_floating_point() else x.long()
     y = torch.as_tensor(snap.data[f"y_{snap.split}"])
     y = y.float() if y.is_floating_point() else y.long()
-    batched = _stacked_gradients if bundle["model"]["name"] in STACKED_MODELS else _one_by_one_gradients
-    return _gradient_frame(snap.steps, *batched(snap, x, y, criterion))
+    if bundle["model"]["name"] in STACKED_MODELS:
+        found = _stacked_gradients(snap, x, y, per_run_loss_and_gradient(kind, bundle["loss"]))
+    else:
+        found = _one_by_one_gradients(snap, x, y, loss_fn(kind, bundle["loss"]))
+    return _gradient_frame(snap.steps, *found)
 
 
-def _stacked_gradients(snap, x, y, criterion):
+def _stacked_gradients(snap, x, y, loss_and_gradient):
     """Parameter gradients {name: (T, ...)} and {layer: (activations, their gradient)},
-    each (T, n, k), of a chunk's T checkpoints from one batched backward pass: each
+    each (T, n, k), of a chunk's T checkpoints from one batched pass with the packs'
+    written-out backward (`stacked.TrainingPass`, no autograd graph for the layers): each
     checkpoint's loss reaches only its own slice of the stacked parameters."""
-    from ..stacked import stacked_features
+    from ..stacked import TrainingPass
 
     stack = {k: v.detach().clone().requires_grad_(v.is_floating_point()) for k, v in snap.params.items()}
-    out, feats = stacked_features(snap.bundle["model"], stack, x, shared=True)
-    for h in feats.post.values():
-        h.retain_grad()
-    torch.stack([criterion(o, y) for o in out]).sum().backward()
+    forward = TrainingPass(snap.bundle["model"], stack, x, shared=True)
+    _, grad_output = loss_and_gradient(forward.output, y.expand(len(snap.steps), *y.shape))
+    forward.backward(grad_output, keep_layer_grads=True)
     grads = {n: p.grad for n, p in stack.items() if p.grad is not None}
-    return grads, {layer: (h.detach(), h.grad) for layer, h in feats.post.items()}
+    return grads, {f"h{i}": (forward.layer_inputs[i], forward.layer_grads[i])
+                   for i in range(1, len(forward.layers))}
 
 
 def _one_by_one_gradients(snap, x, y, criterion):
