@@ -36,3 +36,12 @@ def test_batched_over_checkpoints_equals_one_by_one():
     single = torch.stack([nonlinear_neurons(p) for p in pre])
     assert torch.equal(batched, single)
     assert batched[1] <= 6
+
+
+def test_active_rate_batched_over_checkpoints_and_nan_inactive():
+    pre = torch.randn(4, 37, 11)
+    pre[2, 5, 3] = float("nan")  # a diverged checkpoint's NaN is not a positive pre-activation
+    got = active_rate(pre).numpy()
+    assert got.shape == (4, 11)
+    for t in range(4):
+        assert np.allclose(got[t], brute_force_rates(pre[t].numpy()))
