@@ -269,3 +269,18 @@ def test_spectral_family_skips_a_diverged_checkpoint():
     pd.testing.assert_frame_equal(got[same].reset_index(drop=True), expected[same.to_numpy()].reset_index(drop=True))
     prev = got[(got.step == next_step) & (got.observable == "drift_prev")].value.item()
     assert prev > 0
+
+
+def test_batched_two_variable_nnls_matches_the_one_fit_twin():
+    """d_lr's 2 × 2 non-negative fits, vectorised over checkpoints, against `_nnls2` fit by
+    fit: random fits, singular Grams (jp² = rank), a zero rank and negative right-hand sides."""
+    from featscope.observables.spectral import _batched_nnls2_second, _nnls2
+
+    rng = np.random.default_rng(7)
+    jp = np.concatenate([rng.uniform(0, 2, 200), [1.0, 0.0, 0.5, 2.0]])
+    rank = np.concatenate([rng.integers(0, 4, 200).astype(float), [1.0, 0.0, 1.0, 4.0]])
+    kj, kp = rng.normal(size=204), rng.normal(size=204)
+    kj[-4:], kp[-4:] = [1.0, -1.0, 2.0, 3.0], [1.0, 2.0, -1.0, 6.0]
+    got = _batched_nnls2_second(jp, rank, kj, kp)
+    want = [_nnls2(np.array([[1.0, j], [j, r]]), np.array([a, b]))[1] for j, r, a, b in zip(jp, rank, kj, kp)]
+    assert np.allclose(got, want, rtol=1e-12, atol=1e-14)

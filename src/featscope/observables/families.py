@@ -76,13 +76,15 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
 def _drifts(bases: list, state: dict) -> dict:
     """Subspace drift of each checkpoint's top eigenfunctions against the run's first and
     the previous checkpoint (`state` carries both across chunks)."""
-    drift = {"drift_init": [], "drift_prev": []}
-    for basis in bases:
-        state.setdefault("init", basis)
-        drift["drift_init"].append(_sp.subspace_drift(state["init"], basis))
-        drift["drift_prev"].append(_sp.subspace_drift(state.get("prev", basis), basis))
-        state["prev"] = basis
-    return {name: np.array(values) for name, values in drift.items()}
+    state.setdefault("init", bases[0])
+    previous = [state.get("prev", bases[0])] + bases[:-1]
+    state["prev"] = bases[-1]
+    if len({b.shape[1] for b in bases + [state["init"], previous[0]]}) == 1:  # the usual case: one width
+        stack = np.stack(bases)
+        return {"drift_init": _sp.batched_subspace_drift(state["init"][None], stack),
+                "drift_prev": _sp.batched_subspace_drift(np.stack(previous), stack)}
+    return {"drift_init": np.array([_sp.subspace_drift(state["init"], b) for b in bases]),
+            "drift_prev": np.array([_sp.subspace_drift(p, b) for p, b in zip(previous, bases)])}
 
 
 def _spectral_frame(steps, layer: str, measured, drift: dict) -> pd.DataFrame:

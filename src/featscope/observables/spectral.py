@@ -188,6 +188,16 @@ def subspace_drift(ua: np.ndarray, ub: np.ndarray) -> float:
     return float(min(1.0, (residual ** 2).sum() / width))
 
 
+def batched_subspace_drift(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """`subspace_drift(ua[t], ub[t])` for stacks of bases of one width (T, n, m); ua may be
+    a single basis (1, n, m) for all."""
+    width = ub.shape[2]
+    if width == 0:
+        return np.full(len(ub), np.nan)
+    residual = ua - ub @ (ub.transpose(0, 2, 1) @ ua)
+    return np.minimum(1.0, (residual ** 2).sum(axis=(1, 2)) / width)
+
+
 # ---- Batched over checkpoints: the same measures for a stack of feature maps (T, n, p). ----
 # One eigendecomposition per checkpoint is unavoidable: of the p × p Gram ΦᵀΦ, or of the
 # m × m kernel ΦΦᵀ when there are fewer (landmark) samples m than features (as an SVD of Φ
@@ -442,7 +452,7 @@ def batched_measures(features: torch.Tensor, eigen: Eigensystems, target,
              "cum_quality": np.cumsum(quality, axis=1), "cum_utility": np.cumsum(utility, axis=1)}
     scalars = {"effective_dim": _batched_entropy_dim(ev), "effective_dim_quality": _batched_entropy_dim(quality),
                "effective_dim_utility": _batched_entropy_dim(utility),
-               "d_lr": np.array(_batched_d_lr(norm_k, colsum, q, q_rank, p_q, n))}
+               "d_lr": _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n)}
     return BatchedMeasures(kept, per_k, scalars)
 
 
@@ -477,9 +487,9 @@ def _batched_shares(inner, funcs) -> torch.Tensor:
     return torch.where(norm.unsqueeze(-1) > 0, shares, torch.zeros_like(shares))
 
 
-def _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n) -> list[float]:
-    """`d_lr` for each checkpoint from ‖ΦcᵀΦc‖_F, Φᵀ1, the output bases q and Φᵀq; the
-    2 × 2 fits one by one. Centring: Φcᵀq_c = Φᵀq − Φᵀ1·q̄ᵀ."""
+def _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n) -> np.ndarray:
+    """`d_lr` for each checkpoint from ‖ΦcᵀΦc‖_F, Φᵀ1, the output bases q and Φᵀq.
+    Centring: Φcᵀq_c = Φᵀq − Φᵀ1·q̄ᵀ."""
     k_j = (colsum ** 2).sum(-1) / n
     k_p = (p_q ** 2).sum(dim=(1, 2))
     q_sum = q.sum(dim=1)  # (T, C)
@@ -487,12 +497,28 @@ def _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n) -> list[float]:
     cross = ((p_q - colsum.unsqueeze(-1) * (q_sum / n).unsqueeze(1)) ** 2).sum(dim=(1, 2))
     q_c = q - q.mean(dim=1, keepdim=True)
     norm_p = torch.linalg.matrix_norm(q_c.mT @ q_c)
-    values = []
-    per_checkpoint = zip(*(a.tolist() for a in (k_j, k_p, j_p, q_rank, norm_k, norm_p, cross)))
-    for kj, kp, jp, rank, nk, nq, c in per_checkpoint:
-        _, a2 = _nnls2(np.array([[1.0, jp], [jp, float(rank)]]), np.array([kj, kp]))
-        values.append(1.0 if a2 <= 0 or nk == 0 or nq == 0 else 1.0 - c / (nk * nq))
-    return values
+    kj, kp, jp, rank, nk, nq, c = (a.double().numpy() for a in (k_j, k_p, j_p, q_rank, norm_k, norm_p, cross))
+    a2 = _batched_nnls2_second(jp, rank, kj, kp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((a2 <= 0) | (nk == 0) | (nq == 0), 1.0, 1.0 - c / (nk * nq))
+
+
+def _batched_nnls2_second(jp, rank, kj, kp) -> np.ndarray:
+    """`_nnls2`'s second coefficient for each of T fits [[1, jp], [jp, rank]] x = [kj, kp],
+    x ≥ 0: the same candidates (the unconstrained solution where it is non-negative, then
+    each coefficient alone) and the same choice (the first of the smallest objective)."""
+    det = rank - jp ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x1, x2 = (rank * kj - jp * kp) / det, (kp - jp * kj) / det
+        alone2 = np.where(rank > 0, np.maximum(kp / np.where(rank > 0, rank, 1.0), 0.0), 0.0)
+    alone1 = np.maximum(kj, 0.0)
+    solved = (det != 0) & (x1 >= 0) & (x2 >= 0)
+    x1, x2 = np.where(solved, x1, 0.0), np.where(solved, x2, 0.0)  # no inf or NaN where unsolved
+    objective = np.stack([
+        np.where(solved, x1 ** 2 + 2 * jp * x1 * x2 + rank * x2 ** 2 - 2 * (kj * x1 + kp * x2), np.inf),
+        alone1 ** 2 - 2 * kj * alone1,
+        rank * alone2 ** 2 - 2 * kp * alone2])
+    return np.choose(np.argmin(objective, axis=0), [x2, np.zeros_like(x2), alone2])
 
 
 def batched_top_subspaces(features: torch.Tensor, eigen: Eigensystems, m: int) -> list[np.ndarray]:
