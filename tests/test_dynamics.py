@@ -227,6 +227,25 @@ def test_a_family_observes_only_the_checkpoints_its_own_schedule_names(first):
                                       check_exact=False, rtol=1e-9, atol=1e-12)
 
 
+
+def test_families_on_one_schedule_share_its_checkpoints_grams(monkeypatch):
+    from featscope import observe
+    bundle, data = _small_mlp_run(steps=45, every=5)
+    formed = []
+    real = observe._linreg.augmented_grams
+
+    def counted(features):
+        formed.append(tuple(features.shape))
+        return real(features)
+
+    monkeypatch.setattr(observe._linreg, "augmented_grams", counted)
+    sparse = {"schedule": {"every": 15}}
+    frames = observe.observe_families("r", {"nonlinearity": {}, "linreg": sparse,
+                                            "spectral": {"top": 3, **sparse}}, bundle, data)
+    # h1 and h2 of the 4 scheduled checkpoints, once each: spectral reuses linreg's h2 Gram.
+    assert len(formed) == 2 and all(shape[0] == 4 for shape in formed)
+    assert sorted(set(frames["linreg"].step)) == sorted(set(frames["spectral"].step)) == [0, 15, 30, 45]
+
 def _weights_one_checkpoint_at_a_time(snap, params, state):
     """The weights family's definitions applied checkpoint by checkpoint with the one-map
     functions (the family's code before it went batched): the twin of the batched family."""

@@ -45,3 +45,13 @@ def test_active_rate_batched_over_checkpoints_and_nan_inactive():
     assert got.shape == (4, 11)
     for t in range(4):
         assert np.allclose(got[t], brute_force_rates(pre[t].numpy()))
+
+
+def test_active_rate_counts_do_not_wrap_on_many_samples():
+    # 16-bit counters serve fewer than 2**16 samples; past that the counts must still be exact.
+    for n in (2 ** 16 - 1, 2 ** 16 + 3):
+        pre = torch.ones(n, 3)
+        pre[:5, 1] = -1.0
+        pre[:, 2] = -1.0
+        pre[-1, 2] = 2.0
+        assert active_rate(pre).tolist() == [1.0, (n - 5) / n, 1 / n]

@@ -41,6 +41,7 @@ class Snapshot:
     _model: torch.nn.Module = field(default=None, repr=False)
     _evaluated: tuple = field(default=None, repr=False)
     _grams: dict = field(default_factory=dict, repr=False)
+    _selected: dict = field(default_factory=dict, repr=False)
 
     @property
     def features(self) -> Features:
@@ -87,7 +88,17 @@ class Snapshot:
 
     def select(self, keep: np.ndarray) -> "Snapshot":
         """The checkpoints of this chunk where the boolean mask `keep` is true (their features
-        picked from this chunk's if computed already, else computed for them alone on use)."""
+        picked from this chunk's if computed already, else computed for them alone on use).
+        One selection per mask: families on the same schedule share its features and Grams."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.all():
+            return self
+        key = keep.tobytes()
+        if key not in self._selected:
+            self._selected[key] = self._select(keep)
+        return self._selected[key]
+
+    def _select(self, keep: np.ndarray) -> "Snapshot":
         at = torch.as_tensor(np.flatnonzero(keep))
         pick = lambda t: t.index_select(0, at)  # noqa: E731
         evaluated = None

@@ -16,10 +16,13 @@ import torch
 
 def active_rate(pre: torch.Tensor) -> torch.Tensor:
     """Per-neuron share of samples with positive pre-activation: (..., width)."""
-    # Integer counts, exact. On the CPU numpy's count took 1.9 ms where torch's int32 sum
-    # over the samples took 7.0 (64 checkpoints of 500 × 100, one thread).
+    # Integer counts, exact. On the CPU numpy's sum of the comparison as bytes into 16-bit
+    # counters took 0.7 ms where np.count_nonzero took 2.3 (64 checkpoints of 500 × 100, one
+    # thread, AMD EPYC); on an Intel Xeon torch's int32 sum had taken 7.0 to numpy's 1.9.
     if pre.device.type == "cpu":
-        counts = torch.from_numpy(np.count_nonzero(pre.detach().numpy() > 0, axis=-2))
+        positive = (pre.detach().numpy() > 0).view(np.uint8)
+        wide = pre.shape[-2] >= 2 ** 16  # counts must not wrap
+        counts = torch.from_numpy(positive.sum(axis=-2, dtype=np.int64 if wide else np.uint16).astype(np.int64))
     else:
         counts = (pre > 0).sum(dim=-2, dtype=torch.int32)
     return counts.double() / pre.shape[-2]
