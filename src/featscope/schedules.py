@@ -16,9 +16,12 @@ def every(n: int) -> Schedule:
     return lambda step: step % n == 0
 
 
-def log_spaced(total: int, count: int) -> Schedule:
-    """About `count` steps spaced evenly in log(1 + step) over [0, total]."""
+def log_spaced(total: int, count: int, below: int | None = None) -> Schedule:
+    """About `count` steps spaced evenly in log(1 + step) over [0, total]; with `below`, only
+    those before that step."""
     steps = set(np.unique(np.round(np.geomspace(1, total + 1, count)).astype(int) - 1).tolist())
+    if below is not None:
+        steps = {s for s in steps if s < below}
     return lambda step: step in steps
 
 
@@ -27,12 +30,17 @@ def union(*schedules: Schedule) -> Schedule:
 
 
 def from_config(cfg: dict, total: int) -> Schedule:
-    """Schedule from the config's ``schedule`` block: ``every`` and/or ``log``."""
+    """Schedule from the config's ``schedule`` block: ``every`` and/or ``log``, the log-spaced
+    steps only before ``log_below`` if given. Dense early and evenly spaced after, so the gaps
+    between checkpoints never shrink again: where log-spaced steps fall between multiples of
+    `every`, a measure against the previous checkpoint (spectral's drift_prev) zigzags with
+    the gap."""
     parts = []
     if cfg.get("every"):
         parts.append(every(int(cfg["every"])))
     if cfg.get("log"):
-        parts.append(log_spaced(total, int(cfg["log"])))
+        below = cfg.get("log_below")
+        parts.append(log_spaced(total, int(cfg["log"]), None if below is None else int(below)))
     ends = lambda step: step in (0, total)  # noqa: E731
     return union(ends, *parts)
 
