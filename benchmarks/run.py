@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
     .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 7 min 20 s – 7 min 33 s (Intel Xeon, AVX-512),
                                                   # 13 min 10 s (AMD EPYC, AVX-512; start and end by `date`)
+    .venv/bin/python benchmarks/run.py --fig3     # only: one grokking-fig3 run at full length, observed two ways
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
@@ -35,10 +36,7 @@ BLOG = {
 def study_families() -> dict:
     """The observable families of the default config's nonlinearity study (the BLOG run above),
     with the schedules it gives them."""
-    import yaml
-
-    study = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["studies"]["nonlinearity"]
-    return study["observables"]
+    return yaml_config("config.yaml")["studies"]["nonlinearity"]["observables"]
 
 
 EVERY_CHECKPOINT = {"nonlinearity": {}, "linreg": {}, "spectral": {"top": 10}}  # no family schedules
@@ -476,12 +474,72 @@ print(json.dumps({{"train": train, "observe": time.perf_counter() - t, "checkpoi
              f"{out['observe']:.0f} s vs {out['train']:.0f} s, peak RSS {out['rss_mb']:.0f} MB")]
 
 
+def fig3_study() -> dict:
+    return yaml_config("grokking.yaml")["studies"]["grokking-fig3"]
+
+
+def yaml_config(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+def fig3_rows() -> list:
+    """The grokking-fig3 run at its study's full length and schedule (132 checkpoints), its
+    families as the study configures them and at every checkpoint, ÷ its `train_one`."""
+    study = fig3_study()
+    with tempfile.TemporaryDirectory() as tmp:
+        prelude = f"""
+import json, resource, time, torch
+torch.set_num_threads(1)
+from featscope import io
+from featscope.tasks import make_dataset
+study = {study!r}
+cfg = dict({{k: study[k] for k in ("task", "model", "optim", "train", "schedule")}}, seed=0)
+data = make_dataset(cfg["task"])
+path = {tmp!r} + "/fig3.pt"
+"""
+        train = child(prelude + """
+from featscope.training import train_one
+train_one("warm-up", dict(cfg, train=dict(cfg["train"], steps=5)), data, progress=False)
+t = time.perf_counter()
+result = train_one("fig3", cfg, data, progress=False)
+seconds = time.perf_counter() - t
+io.save_torch(result.checkpoints, path)
+print(json.dumps({"seconds": seconds, "checkpoints": len(result.checkpoints["steps"])}))
+""")
+        rows = []
+        every = {name: {k: v for k, v in p.items() if k != "schedule"} for name, p in study["observables"].items()}
+        for label, families in (("as the study configures them", study["observables"]),
+                                ("every family at every checkpoint", every)):
+            obs = child(prelude + f"""
+from featscope.observe import observe_families
+bundle = io.load_torch(path)
+families = {families!r}
+short = dict(bundle, steps=bundle["steps"][:2], params={{k: v[:2] for k, v in bundle["params"].items()}})
+observe_families("warm-up", families, short, data)
+t = time.perf_counter()
+observe_families("fig3", families, bundle, data)
+print(json.dumps({{"seconds": time.perf_counter() - t,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+""")
+            rows.append((f"observe grokking-fig3 (K = 2048), its full {study['train']['steps']} steps, {label} / train",
+                         obs["seconds"] / train["seconds"],
+                         f"{obs['seconds']:.0f} s vs {train['seconds']:.0f} s; {train['checkpoints']} checkpoints, "
+                         f"peak RSS {obs['rss_mb']:.0f} MB"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--e2e", action="store_true", help="also time the default workflow end to end")
     parser.add_argument("--wide", action="store_true", help="also observe a grokking-fig3 net (K = 2048)")
+    parser.add_argument("--fig3", action="store_true",
+                        help="instead: train and observe one grokking-fig3 run at its full length (about 9 min)")
     parser.add_argument("--study", default="results/nonlinearity", help="study folder to read back")
     args = parser.parse_args()
+    if args.fig3:
+        return print_rows(fig3_rows())
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = str(Path(tmp) / "bench.pt")
         rows, base = training_rows(ckpt)
@@ -514,6 +572,10 @@ def main() -> None:
             e2e = time.perf_counter() - t
         rows.append(("default workflow end to end, --cores 2 / one plain-loop training (time)",
                      e2e / base["plain"]["seconds"], f"{e2e:.0f} s"))
+    print_rows(rows)
+
+
+def print_rows(rows: list) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"{'measure'.ljust(width)}  {'ratio':>8}  detail")
     for name, ratio, detail in rows:
