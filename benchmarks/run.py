@@ -438,14 +438,13 @@ print(json.dumps({{"seconds": time.perf_counter() - t}}))
     return child(code)["seconds"]
 
 
-GROKKING_FIG3 = {  # config/grokking.yaml's grokking-fig3 run, shortened to 300 steps
-    "task": {"name": "modadd", "M": 71, "train_fraction": 0.4, "seed": 0},
-    "model": {"name": "onehot", "width": 2048, "activation": "square", "bias": False},
-    "optim": {"name": "adam", "lr": 0.001, "weight_decay": 0.0002},
-    "train": {"steps": 300, "loss": "zero_mean_mse", "eval_every": 5},
-    "schedule": {"every": 20, "log": 40},
-    "seed": 0,
-}
+def fig3_run(steps: int | None = None) -> dict:
+    """config/grokking.yaml's grokking-fig3 run, seed 0, optionally shortened to `steps`."""
+    study = fig3_study()
+    cfg = {k: study[k] for k in ("task", "model", "optim", "train", "schedule")}
+    if steps is not None:
+        cfg["train"] = dict(cfg["train"], steps=steps)
+    return dict(cfg, seed=0)
 
 
 def wide_observe_rows() -> list:
@@ -457,7 +456,7 @@ torch.set_num_threads(1)
 from featscope.tasks import make_dataset
 from featscope.training import train_one
 from featscope.observe import observe_families
-cfg = {GROKKING_FIG3!r}
+cfg = {fig3_run(steps=300)!r}
 data = make_dataset(cfg["task"])
 t = time.perf_counter()
 bundle = train_one("fig3", cfg, data, progress=False).checkpoints
@@ -494,8 +493,7 @@ import json, resource, time, torch
 torch.set_num_threads(1)
 from featscope import io
 from featscope.tasks import make_dataset
-study = {study!r}
-cfg = dict({{k: study[k] for k in ("task", "model", "optim", "train", "schedule")}}, seed=0)
+cfg = {fig3_run()!r}
 data = make_dataset(cfg["task"])
 path = {tmp!r} + "/fig3.pt"
 """
