@@ -32,3 +32,27 @@ def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path, monkeypatch):
     loaded = load_torch(tmp_path / "gpu.pt")
     assert loaded["params"]["w"].device.type == "cpu"
     assert torch.equal(loaded["params"]["w"], bundle["params"]["w"])
+
+
+def test_trains_on_cuda_asks_torch_only_where_a_gpu_could_be(monkeypatch):
+    from featscope import device
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: asked.append(1) or True)
+    monkeypatch.setattr(device, "gpu_device_files", lambda: [])
+    assert not device.trains_on_cuda("auto") and not asked  # no driver files: CPU, torch not asked
+    assert device.trains_on_cuda("cuda") and device.trains_on_cuda("cuda:1")  # a login node
+    assert not device.trains_on_cuda("cpu")
+    monkeypatch.setattr(device, "gpu_device_files", lambda: ["/dev/nvidia0"])
+    assert device.trains_on_cuda("auto") and asked
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # files, but no usable GPU
+    assert not device.trains_on_cuda("auto")
+
+
+def test_gpu_device_files_finds_driver_files(monkeypatch):
+    from featscope import device
+
+    monkeypatch.setattr(device.glob, "glob", lambda p: {"/dev/nvidia[0-9]*": ["/dev/nvidia0", "/dev/nvidia1"],
+                                                         "/dev/kfd": ["/dev/kfd"]}.get(p, []))
+    assert device.gpu_device_files() == ["/dev/nvidia0", "/dev/nvidia1", "/dev/kfd"]
+

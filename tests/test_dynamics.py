@@ -228,6 +228,19 @@ def test_a_family_observes_only_the_checkpoints_its_own_schedule_names(first):
 
 
 
+def test_pre_activations_picked_for_a_scheduled_family_match_every_checkpoint():
+    # spectral evaluates the whole chunk; nonlinearity, on a schedule of its own, then reads
+    # the pre-activations of its checkpoints, picked from the chunk's only when asked for.
+    from featscope import observe
+    bundle, data = _small_mlp_run(steps=45, every=5)
+    every = observe.observe_families("r", {"nonlinearity": {}}, bundle, data)["nonlinearity"]
+    sparse = observe.observe_families("r", {"spectral": {"top": 3}, "nonlinearity": {"schedule": {"every": 10}}},
+                                      bundle, data)["nonlinearity"]
+    assert sorted(set(sparse.step)) == [0, 10, 20, 30, 40, 45]
+    want = every[every.step.isin(set(sparse.step))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sparse, want)
+
+
 def test_families_on_one_schedule_share_its_checkpoints_grams(monkeypatch):
     from featscope import observe
     bundle, data = _small_mlp_run(steps=45, every=5)
@@ -312,3 +325,12 @@ def test_weights_batched_over_checkpoints_match_one_checkpoint_at_a_time(model, 
     got, want = observe._long_form("r", batched), observe._long_form("r", twin)
     assert len(got) == len(want) and set(got.observable) >= {"update_cosine", "feature_diversity"}
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-10, atol=1e-13)
+
+
+def test_checkpoints_split_into_chunks_as_even_as_they_go(monkeypatch):
+    from featscope import observe
+    bundle, data = _small_mlp_run(steps=50, every=5)  # 11 checkpoints
+    monkeypatch.setattr(observe, "MAX_CHUNK", 8)
+    chunks = [snap.steps.tolist() for snap in observe.snapshots(bundle, data)]
+    assert [len(c) for c in chunks] == [6, 5]  # not 8 + 3
+    assert sum(chunks, []) == bundle["steps"].tolist()

@@ -294,6 +294,24 @@ def test_new_seeds_train_together_and_nothing_else_reruns(tmp_path, repo):
     assert "Nothing to be done" in snakemake(tmp_path, repo, "--dry-run").stdout
 
 
+def test_planning_the_workflow_imports_no_torch(tmp_path, repo):
+    """Snakemake reads the Snakefile on every start (and on each cluster job): the plan,
+    config check (a phases layer included) and GPU question take no torch where no GPU
+    driver is (import torch alone takes a second or more)."""
+    import copy
+
+    config = copy.deepcopy(TINY)
+    config["studies"]["tiny"]["phases"] = {"layer": "h2"}
+    write_config(tmp_path, config)
+    probe = "import atexit, sys\natexit.register(lambda: print('torch imported:', 'torch' in sys.modules))"
+    plan = snakemake(tmp_path, repo, "--dry-run", prelude=probe)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    from featscope.device import gpu_device_files
+
+    expected = bool(gpu_device_files())  # a GPU may be here: torch is asked
+    assert f"torch imported: {expected}" in plan.stdout
+
+
 def test_packs_are_cut_to_fill_the_cores_training_counting_its_threads(tmp_path, repo):
     write_config(tmp_path, {"threads": 2, "studies": {"tiny": sin2_study(seeds=list(range(8)))}})
 

@@ -1,20 +1,37 @@
 """featscope: watch features form inside neural networks.
 
-The public surface is small; everything else is an implementation detail.
+The public surface is small; everything else is an implementation detail. Its names are
+imported on first use (PEP 562), so that ``import featscope.config`` and the workflow's
+other planning imports do not pull in torch.
 """
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-from .observables.nonlinearity import active_rate, dead_neurons, linear_neurons, nonlinear_neurons
-from .observables.linreg import linreg_loss
-from .observables.spectral import eigen_drift, spectral
-from .phases import segment_phases
-from .models import MLP, build_model
-from .tasks import make_dataset
-from .training import train_runs
-from .packed import pack_key, train_packed
-from .config import expand_runs
+_PUBLIC = {  # name -> the module that defines it
+    "spectral": ".observables.spectral", "eigen_drift": ".observables.spectral",
+    "active_rate": ".observables.nonlinearity", "nonlinear_neurons": ".observables.nonlinearity",
+    "dead_neurons": ".observables.nonlinearity", "linear_neurons": ".observables.nonlinearity",
+    "linreg_loss": ".observables.linreg",
+    "segment_phases": ".phases",
+    "MLP": ".models", "build_model": ".models",
+    "make_dataset": ".tasks",
+    "train_runs": ".training",
+    "train_packed": ".packed", "pack_key": ".packing",
+    "expand_runs": ".config",
+}
+__all__ = list(_PUBLIC)
 
-__all__ = [
-    "spectral", "eigen_drift", "active_rate", "nonlinear_neurons", "dead_neurons", "linear_neurons", "linreg_loss",
-    "segment_phases", "MLP", "build_model", "make_dataset", "train_runs", "train_packed", "pack_key", "expand_runs",
-]
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'featscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

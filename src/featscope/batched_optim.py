@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import torch
 
-VALUE_KEYS = ("lr", "weight_decay", "momentum", "warmup_steps")  # may differ within a pack
+from .packing import VALUE_KEYS
+
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim's defaults, as train_one uses
 
 

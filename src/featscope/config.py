@@ -253,11 +253,15 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
         raise ConfigError(f"config key '{_path(at + ('analyses',))}': 'scaling' needs the modadd task")
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
-        from .models import model_layer_names
-
         if layer not in model_layer_names(cfg["model"]):
             raise ConfigError(f"config key '{_path(at + ('phases', 'layer'))}': the model of run "
                               f"{run.id} has no layer '{layer}' (it has {model_layer_names(cfg['model'])})")
+
+
+def model_layer_names(cfg: dict) -> list[str]:
+    """Names of the hidden layers a model config will have, without building it (or
+    importing torch: the workflow checks configs while Snakemake starts)."""
+    return [f"h{i + 1}" for i in range(cfg.get("depth", 1))] if cfg["name"] == "mlp" else ["h1"]
 
 
 # What each analysis or figure reads besides the training metrics.

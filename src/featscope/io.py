@@ -3,6 +3,9 @@
 Every result file is written to a temporary name in the same directory and
 renamed into place, so a killed writer never leaves a partial file under its
 final name. Readers turn any decoding failure into an error naming the file.
+
+pandas, pyarrow and torch are imported where they are used: the workflow reads its JSON
+files through this module while Snakemake starts, and should not pay for them there.
 """
 from __future__ import annotations
 
@@ -11,11 +14,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = "1"
 _SCHEMA_KEY = b"featscope.schema_version"
@@ -56,6 +58,9 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_parquet(frame: pd.DataFrame, path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[_SCHEMA_KEY] = SCHEMA_VERSION.encode()
@@ -65,6 +70,8 @@ def write_parquet(frame: pd.DataFrame, path) -> None:
 
 
 def read_parquet(path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for damaged files
@@ -84,11 +91,15 @@ def read_json(path):
 
 
 def save_torch(obj, path) -> None:
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def load_torch(path):
+    import torch
+
     # map_location='cpu': a checkpoint written on a GPU is observed on a CPU.
     if not Path(path).exists():
         raise FileNotFoundError(path)

@@ -135,11 +135,6 @@ def build_model(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
     raise ValueError(f"unknown model '{cfg['name']}'")
 
 
-def model_layer_names(cfg: dict) -> list[str]:
-    """Names of the hidden layers a model config will have, without building it."""
-    return [f"h{i + 1}" for i in range(cfg.get("depth", 1))] if cfg["name"] == "mlp" else ["h1"]
-
-
 def layer_of_parameter(name: str) -> str:
     """'hidden.0.weight' -> 'h1', 'readout.weight' -> 'out', 'body.3.weight' -> 'body.3'."""
     parts = name.split(".")

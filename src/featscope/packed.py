@@ -27,29 +27,17 @@ from . import schedules
 from ._allocator import keep_freed_memory
 from .config import fingerprint
 from .models import build_model
-from .stacked import STACKED_MODELS, TrainingPass, stacked_forward
+from .packing import STACKED_MODELS, VALUE_KEYS, pack_key  # noqa: F401  (pack_key: public here)
+from .stacked import TrainingPass, stacked_forward
 from .tasks import task_kind, task_outputs
-from .batched_optim import VALUE_KEYS, BatchedOptimizer
+from .batched_optim import BatchedOptimizer
 from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state,
                        per_run_loss, per_run_loss_and_gradient, resolve_device, versions)
-
-PACKABLE_MODELS = STACKED_MODELS
-
-
-def pack_key(cfg: dict) -> str | None:
-    """Runs with equal keys can train in one pack; None if this run cannot be packed."""
-    model = cfg["model"]
-    if model["name"] not in PACKABLE_MODELS or model.get("batch_norm"):
-        return None
-    shared = {k: v for k, v in cfg.items() if k not in ("seed", "optim")}
-    shared["optim"] = {k: v for k, v in cfg["optim"].items() if k not in VALUE_KEYS}
-    return fingerprint(shared)
-
 
 def _check_packable(configs: list[dict]) -> None:
     keys = {pack_key(c) for c in configs}
     if None in keys:
-        raise ValueError(f"packed training supports models {', '.join(PACKABLE_MODELS)} without batch norm")
+        raise ValueError(f"packed training supports models {', '.join(STACKED_MODELS)} without batch norm")
     if len(keys) > 1:
         raise ValueError("packed runs must differ only in their seed and optimiser values "
                          f"({', '.join(VALUE_KEYS)})")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import fingerprint
-from .packed import pack_key
+from .packing import pack_key
 
 
 @dataclass

@@ -17,8 +17,6 @@ from torch.nn.functional import one_hot
 
 from .models import ACTIVATIONS, Features
 
-STACKED_MODELS = ("mlp", "modnet", "onehot")
-
 
 def stacked_forward(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
                     shared: bool) -> torch.Tensor:

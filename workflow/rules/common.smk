@@ -15,7 +15,7 @@ import featscope.config as fsconfig
 from featscope.io import read_json
 from featscope.observables import FAMILIES, applicability, parameters
 from featscope.plan import Pack, RunFiles, covered_studies, plan_datasets, plan_study, spread, write_stamp
-from featscope.training import resolve_device
+from featscope.device import trains_on_cuda
 
 min_version("9.0")
 
@@ -33,7 +33,7 @@ R = config["results"]
 # Training jobs hold one GPU when they will use one, so that
 # `snakemake --cores 8 --resources gpu=1` runs them one at a time beside CPU jobs.
 # An explicit `device: cuda` asks for GPUs even where the DAG is built (a cluster's login node).
-TRAIN_GPUS = int(config["device"].startswith("cuda") or resolve_device(config["device"]).type == "cuda")
+TRAIN_GPUS = int(trains_on_cuda(config["device"]))
 RUN_INDEX = {(study, run.id): run for study, runs in RUNS.items() for run in runs}
 DATASETS = {run.dataset_id: run.config["task"] for run in RUN_INDEX.values()}
 

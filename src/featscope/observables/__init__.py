@@ -4,13 +4,13 @@ A family function maps a `Snapshot` (stacked checkpoints and their features
 on the evaluation set) and its parameters to long-form rows
 (step, observable, layer, k, value). Bump a family's ``version`` whenever its
 numbers change: the workflow re-runs exactly that family's observe jobs.
+
+The registry itself imports no torch: the workflow reads it while Snakemake starts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
-
-from . import families
 
 
 @dataclass(frozen=True)
@@ -18,9 +18,15 @@ class Family:
     name: str
     version: int
     applies_to: frozenset
-    compute: Callable
     description: str = ""
     params: frozenset = frozenset()  # its own parameters, besides COMMON_PARAMS
+
+    @property
+    def compute(self) -> Callable:
+        """The family function, `families.<name>` (imported on first use: it needs torch)."""
+        from . import families
+
+        return getattr(families, self.name)
 
 
 COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
@@ -28,16 +34,16 @@ COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
 
 FAMILIES = {
     "nonlinearity": Family("nonlinearity", 1, frozenset({"regression", "classification"}),
-                           families.nonlinearity, "active rate and nonlinear/dead/linear neuron counts"),
-    "linreg": Family("linreg", 2, frozenset({"regression"}), families.linreg,
+                           "active rate and nonlinear/dead/linear neuron counts"),
+    "linreg": Family("linreg", 2, frozenset({"regression"}),
                      "least-squares baselines of y on each layer's features"),
-    "spectral": Family("spectral", 1, frozenset({"regression", "classification"}), families.spectral,
+    "spectral": Family("spectral", 1, frozenset({"regression", "classification"}),
                        "kernel eigen-measures of the penultimate features (Nam et al.)",
                        frozenset({"layer", "landmarks", "top"})),
-    "weights": Family("weights", 1, frozenset({"regression", "classification"}), families.weights,
+    "weights": Family("weights", 1, frozenset({"regression", "classification"}),
                       "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)",
                       frozenset({"min_purity"})),
-    "gradients": Family("gradients", 1, frozenset({"regression", "classification"}), families.gradients,
+    "gradients": Family("gradients", 1, frozenset({"regression", "classification"}),
                         "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)"),
 }
 

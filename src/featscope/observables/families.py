@@ -13,7 +13,7 @@ from . import dynamics as _dyn
 from . import linreg as _linreg
 from . import nonlinearity as _nl
 from . import spectral as _sp
-from ..stacked import STACKED_MODELS
+from ..packing import STACKED_MODELS
 
 
 def _rows(*args, **kwargs):
