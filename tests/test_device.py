@@ -56,3 +56,28 @@ def test_gpu_device_files_finds_driver_files(monkeypatch):
                                                          "/dev/kfd": ["/dev/kfd"]}.get(p, []))
     assert device.gpu_device_files() == ["/dev/nvidia0", "/dev/nvidia1", "/dev/kfd"]
 
+
+
+def test_training_flushes_subnormals_in_every_thread_of_its_pool():
+    """A job's first torch parallel region starts after train_one's entry, so every thread of
+    the pool treats subnormals as zero (on Intel CPUs they take a slow path: see
+    featscope._subnormals)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+torch.set_num_threads(2)
+from featscope.tasks import make_dataset
+from featscope.training import train_one
+cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 32, "n_test": 0, "seed": 0},
+       "model": {"name": "mlp", "width": 8, "depth": 1}, "optim": {"name": "adam", "lr": 0.01},
+       "train": {"steps": 3, "loss": "mse"}, "schedule": {"every": 3}, "seed": 0}
+train_one("r", cfg, make_dataset(cfg["task"]), progress=False)
+tiny = torch.full((4_000_000,), 1e-39)  # subnormal in float32; large enough to split over threads
+print((tiny * 1.0).count_nonzero().item(), torch.get_num_threads())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if not torch.set_flush_denormal(False):  # this CPU cannot flush (set_flush_denormal says so)
+        pytest.skip("the CPU has no flush-to-zero mode")
+    assert out.stdout.split() == ["0", "2"]

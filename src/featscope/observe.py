@@ -19,6 +19,7 @@ from torch.func import functional_call, vmap
 
 from . import schedules
 from ._allocator import keep_freed_memory
+from ._subnormals import flush_subnormals
 from .models import Features, build_model
 from .observables import FAMILIES
 from .observables import linreg as _linreg
@@ -240,6 +241,7 @@ def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> d
     """Rows of several families (name -> params) of one run. Families that read the same
     split share each chunk's features: one batched forward pass serves them all."""
     keep_freed_memory()
+    flush_subnormals()
     by_split: dict[str, dict] = {}
     last = int(bundle["steps"][-1]) if len(bundle["steps"]) else 0
     wanted = {}  # family -> its own schedule (step -> bool) over the checkpoints, or None: all

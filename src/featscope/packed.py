@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import schedules
 from ._allocator import keep_freed_memory
+from ._subnormals import flush_subnormals
 from .config import fingerprint
 from .models import build_model
 from .packing import STACKED_MODELS, VALUE_KEYS, pack_key  # noqa: F401  (pack_key: public here)
@@ -102,6 +103,7 @@ def iter_train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", pr
 
 def _train_packed(runs, data, device, progress, log_file, resume_path, resume_every, spill_dir):
     keep_freed_memory()
+    flush_subnormals()
     configs = [cfg for _, cfg in runs]
     _check_packable(configs)
     cfg = configs[0]

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import schedules
 from ._allocator import keep_freed_memory
+from ._subnormals import flush_subnormals
 from .config import fingerprint
 from .models import build_model
 from .tasks import task_kind, task_outputs
@@ -188,6 +189,7 @@ def train_runs(runs: list[tuple[str, dict]], data: dict, device="cpu", progress:
 def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, log_file=None,
               resume_path=None, resume_every: float = 60.0) -> RunResult:
     keep_freed_memory()
+    flush_subnormals()
     device = resolve_device(device) if isinstance(device, str) else device
     kind = task_kind(cfg["task"]["name"])
     tensors = _tensors(data, device, kind)
