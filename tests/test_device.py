@@ -58,8 +58,11 @@ def test_gpu_device_files_finds_driver_files(monkeypatch):
 
 
 
-def test_training_flushes_subnormals_in_every_thread_of_its_pool():
-    """A job's first torch parallel region starts after train_one's entry, so every thread of
+@pytest.mark.parametrize("train", ['train_one("r", cfg, data, progress=False)',
+                                   'train_packed([("r", cfg)], data, progress=False)'],
+                         ids=["train_one", "train_packed"])
+def test_training_flushes_subnormals_in_every_thread_of_its_pool(train):
+    """A job's first torch parallel region starts after the trainer's entry, so every thread of
     the pool treats subnormals as zero (on Intel CPUs they take a slow path: see
     featscope._subnormals)."""
     import subprocess
@@ -70,13 +73,15 @@ import torch
 torch.set_num_threads(2)
 from featscope.tasks import make_dataset
 from featscope.training import train_one
+from featscope.packed import train_packed
 cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 32, "n_test": 0, "seed": 0},
        "model": {"name": "mlp", "width": 8, "depth": 1}, "optim": {"name": "adam", "lr": 0.01},
        "train": {"steps": 3, "loss": "mse"}, "schedule": {"every": 3}, "seed": 0}
-train_one("r", cfg, make_dataset(cfg["task"]), progress=False)
+data = make_dataset(cfg["task"])
+{train}
 tiny = torch.full((4_000_000,), 1e-39)  # subnormal in float32; large enough to split over threads
 print((tiny * 1.0).count_nonzero().item(), torch.get_num_threads())
-"""
+""".replace("{train}", train)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     if not torch.set_flush_denormal(False):  # this CPU cannot flush (set_flush_denormal says so)
         pytest.skip("the CPU has no flush-to-zero mode")

@@ -14,7 +14,6 @@ import pyarrow.dataset as pads
 import torch
 
 from . import io
-from ._subnormals import flush_subnormals
 from .config import Run, fingerprint, flatten
 from .observe import observe_families
 from .packed import iter_train_packed, pack_key, train_alone_packed
@@ -41,7 +40,6 @@ def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_m
     `resume_dir`, which is not a job output, so it survives Snakemake deleting a killed
     job's outputs; it is removed once the run's outputs are written."""
     torch.set_num_threads(threads)
-    flush_subnormals()  # before torch's thread pool starts: its threads inherit the setting
     data = load_dataset(data_path)
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
         if pack_key(train_config) is None:
@@ -61,7 +59,6 @@ def train_pack_job(stamps, data_path, out_checkpoints, out_metrics, out_info, de
     """Train a pack of runs together (see `train_job`). `stamps` are the runs' config files (`<run id>.json`);
     the output lists follow their order."""
     torch.set_num_threads(threads)
-    flush_subnormals()  # before torch's thread pool starts: its threads inherit the setting
     runs = [(Path(s).stem, io.read_json(s)) for s in stamps]
     data = load_dataset(data_path)
     state = Path(resume_dir, f"pack-{fingerprint([r for r, _ in runs])}.pt") if resume_dir else None
@@ -91,7 +88,6 @@ def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None
     families {name: (params, output path)}; a run's families share its features."""
     from tqdm.auto import tqdm
 
-    flush_subnormals()  # before torch's thread pool starts: its threads inherit the setting
     datasets = {}
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
         for item in tqdm(items, desc="observe", file=log_file, disable=not progress):
