@@ -8,6 +8,7 @@ import torch
 from featscope.models import OneHotNet, ModularNet
 from featscope.observables import dynamics as dyn
 from featscope.training import zero_mean_mse
+from long_form import pandas_long_form
 
 
 def test_pairwise_cosine_matches_loop():
@@ -137,7 +138,7 @@ def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypa
 ], ids=["mlp", "modnet", "onehot"])
 def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, task, loss):
     from featscope.models import layer_of_parameter
-    from featscope.observables import families
+    from featscope.observables import families, rows
     from featscope.observe import snapshots
     from featscope.tasks import make_dataset
     from featscope.training import loss_fn, per_run_loss_and_gradient, task_kind, train_one
@@ -152,9 +153,9 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
     y = torch.as_tensor(data["y_train"])
     y = y.float() if y.is_floating_point() else y.long()
     criterion = loss_fn(task_kind(task["name"]), loss)
-    batched = families._gradient_frame(snap.steps, *families._stacked_gradients(
-        snap, x, y, per_run_loss_and_gradient(task_kind(task["name"]), loss)))
-    alone = families._gradient_frame(snap.steps, *families._one_by_one_gradients(snap, x, y, criterion))
+    batched = rows.frame("r", [families._gradient_frame(snap.steps, *families._stacked_gradients(
+        snap, x, y, per_run_loss_and_gradient(task_kind(task["name"]), loss)))])
+    alone = rows.frame("r", [families._gradient_frame(snap.steps, *families._one_by_one_gradients(snap, x, y, criterion))])
     # float32 products summed in another order (batched vs per-model)
     pd.testing.assert_frame_equal(batched, alone, check_exact=False, rtol=1e-4, atol=1e-7)
     # Brute-force twin: each checkpoint's model, autograd and the definitions, one by one.
@@ -176,10 +177,10 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
             want[("hidden_grad_norm", layer)] = float(h.grad.double().norm())
             want[("gram_diag", layer)] = np.diag(g).mean()
             want[("gram_offdiag", layer)] = (g.sum() - np.trace(g)) / (len(g) * (len(g) - 1))
-        rows = batched[batched.step == step]
-        assert len(rows) == len(want)
+        at_step = batched[batched.step == step]
+        assert len(at_step) == len(want)
         for (name, layer), value in want.items():
-            row = rows[(rows.observable == name) & (rows.layer.isna() if layer is None else rows.layer == layer)]
+            row = at_step[(at_step.observable == name) & (at_step.layer.isna() if layer is None else at_step.layer == layer)]
             assert len(row) == 1 and np.isclose(row.value.iloc[0], value, rtol=1e-4, atol=1e-7), (name, layer)
 
 
@@ -308,7 +309,7 @@ def test_weights_batched_over_checkpoints_match_one_checkpoint_at_a_time(model, 
     """The batched weights family against its per-checkpoint twin, over chunks of 3 (state
     carried across chunks), with a dead neuron (a zero row of h1's weights)."""
     from featscope import observe
-    from featscope.observables import FAMILIES
+    from featscope.observables import FAMILIES, rows
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
@@ -322,7 +323,7 @@ def test_weights_batched_over_checkpoints_match_one_checkpoint_at_a_time(model, 
     for snap in observe.snapshots(bundle, data):
         batched.append(FAMILIES["weights"].compute(snap, {}, state_b))
         twin.append(_weights_one_checkpoint_at_a_time(snap, {}, state_t))
-    got, want = observe._long_form("r", batched), observe._long_form("r", twin)
+    got, want = rows.frame("r", batched), pandas_long_form("r", twin)
     assert len(got) == len(want) and set(got.observable) >= {"update_cosine", "feature_diversity"}
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-10, atol=1e-13)
 

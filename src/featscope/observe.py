@@ -13,7 +13,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 from torch.func import functional_call, vmap
 
@@ -23,10 +22,11 @@ from ._subnormals import flush_subnormals
 from .models import Features, build_model
 from .observables import FAMILIES
 from .observables import linreg as _linreg
+from .observables import rows
 from .packing import STACKED_MODELS
 from .stacked import stacked_features
 
-COLUMNS = ["run", "step", "observable", "layer", "k", "value"]
+COLUMNS = rows.COLUMNS
 
 
 @dataclass
@@ -136,37 +136,6 @@ class _Picked(Mapping):
         return len(self._tensors)
 
 
-def long_rows(steps, blocks) -> pd.DataFrame:
-    """Long-form rows of checkpoints `steps` (T,) from blocks (observable, layer, values),
-    values per checkpoint (T,) or per index (T, K), k = 0…K−1. One frame built from arrays:
-    one small frame per block, concatenated, cost the gradients family 0.1 s more in an
-    observe job's first pass (0.40 against 0.30 s, the blog MLP's 230 checkpoints)."""
-    steps = np.asarray(steps, dtype=np.int64)
-    parts = []  # (observable, layer, steps, k (−1: none), values)
-    for observable, layer, values in blocks:
-        values = torch.as_tensor(values).double().cpu().numpy()
-        if values.ndim == 1:
-            parts.append((observable, layer, steps, np.full(len(steps), -1), values))
-        else:
-            t, kk = values.shape
-            parts.append((observable, layer, np.repeat(steps, kk), np.tile(np.arange(kk), t), values.reshape(-1)))
-    k = np.concatenate([p[3] for p in parts])
-    counts = [len(p[2]) for p in parts]
-    return pd.DataFrame({"step": np.concatenate([p[2] for p in parts]),
-                         "observable": labels([p[0] for p in parts], counts),
-                         "layer": labels([p[1] for p in parts], counts),
-                         "k": pd.Series(k, dtype="Int64").mask(k < 0),
-                         "value": np.concatenate([p[4] for p in parts])})
-
-
-def labels(names: list, counts) -> pd.Series:
-    """A string column holding names[i] counts[i] times (None: null), made by an Arrow take:
-    0.6 against 7.6 ms for 100,000 rows repeated from NumPy strings, which pandas turns into
-    its string column one by one."""
-    codes = np.repeat(np.arange(len(names), dtype=np.int32), counts)
-    return pa.array(names, type=pa.string()).take(codes).to_pandas()
-
-
 class _FeaturesView(torch.nn.Module):
     """Routes ``functional_call`` to ``forward_features`` instead of ``forward``."""
 
@@ -260,13 +229,4 @@ def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> d
                     part = snap.select(np.array([wanted[name](int(s)) for s in snap.steps], dtype=bool))
                 if len(part.steps):
                     frames[name].append(FAMILIES[name].compute(part, params, states[name]))
-    return {name: _long_form(run_id, parts) for name, parts in frames.items()}
-
-
-def _long_form(run_id: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
-    frame = pd.concat(parts, ignore_index=True)
-    frame.insert(0, "run", run_id)
-    frame["k"] = frame["k"].astype("Int64")
-    frame["layer"] = frame["layer"].astype("string")
-    return frame[COLUMNS].sort_values(["observable", "layer", "step", "k"], kind="stable",
-                                      ignore_index=True)
+    return {name: rows.frame(run_id, parts) for name, parts in frames.items()}

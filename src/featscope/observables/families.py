@@ -1,4 +1,5 @@
-"""Family functions: (Snapshot, params, state) -> long-form rows (see observe.Snapshot).
+"""Family functions: (Snapshot, params, state) -> `Rows`, long-form rows in blocks (see
+observe.Snapshot and observables.rows).
 
 `state` is a dict that persists across the chunks of one run, for measures that
 compare a checkpoint with the initial or the previous one.
@@ -6,23 +7,20 @@ compare a checkpoint with the initial or the previous one.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import dynamics as _dyn
 from . import linreg as _linreg
 from . import nonlinearity as _nl
 from . import spectral as _sp
+from .rows import Block, Rows
 from ..packing import STACKED_MODELS
 
 
-def _rows(*args, **kwargs):
-    from ..observe import long_rows  # local import: observe imports this package
-
-    return long_rows(*args, **kwargs)
+_rows = Rows.per_checkpoint
 
 
-def nonlinearity(snap, params: dict, state: dict) -> pd.DataFrame:
+def nonlinearity(snap, params: dict, state: dict) -> Rows:
     blocks = []
     for layer, pre in snap.features.pre.items():
         rate = _nl.active_rate(pre)
@@ -31,7 +29,7 @@ def nonlinearity(snap, params: dict, state: dict) -> pd.DataFrame:
     return _rows(snap.steps, blocks)
 
 
-def linreg(snap, params: dict, state: dict) -> pd.DataFrame:
+def linreg(snap, params: dict, state: dict) -> Rows:
     blocks = []
     for layer, feats in snap.features.layers().items():
         # The same at every checkpoint (the inputs): fit once. Last against first settles
@@ -51,7 +49,7 @@ def _targets(snap):
     return y
 
 
-def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
+def spectral(snap, params: dict, state: dict) -> Rows:
     """Kernel eigen-measures of a layer's features (default: the penultimate) per checkpoint,
     plus eigenfunction drift of the top-`top` subspace against init and the previous checkpoint."""
     layer = params.get("layer") or list(snap.features.post)[-1]
@@ -62,7 +60,7 @@ def spectral(snap, params: dict, state: dict) -> pd.DataFrame:
     if not finite.all():  # a diverged checkpoint has no spectrum
         feats, output, steps = feats[finite], output[finite], steps[finite]
     if not len(steps):
-        return pd.DataFrame(columns=["step", "observable", "layer", "k", "value"])
+        return Rows()
     gram = snap.augmented_gram(layer) if landmarks is None else None
     if gram is not None and not finite.all():
         gram = gram[torch.from_numpy(finite)]
@@ -87,20 +85,13 @@ def _drifts(bases: list, state: dict) -> dict:
             "drift_prev": np.array([_sp.subspace_drift(p, b) for p, b in zip(previous, bases)])}
 
 
-def _spectral_frame(steps, layer: str, measured, drift: dict) -> pd.DataFrame:
-    """Long-form rows, one block per observable: per-index measures where kept, scalars."""
+def _spectral_frame(steps, layer: str, measured, drift: dict) -> Rows:
+    """One block per observable: per-index measures where kept (k from 1), then scalars."""
     steps = np.asarray(steps, dtype=np.int64)
     at_t, at_k = np.nonzero(measured.keep)
-    blocks = [(name, steps[at_t], at_k + 1, values[at_t, at_k]) for name, values in measured.per_k.items()]
-    blocks += [(name, steps, np.zeros(len(steps), np.int64), values)
-               for name, values in {**measured.scalars, **drift}.items()]
-    k = np.concatenate([b[2] for b in blocks])
-    from ..observe import labels  # local import: observe imports this package
-
-    return pd.DataFrame({"step": np.concatenate([b[1] for b in blocks]),
-                         "observable": labels([b[0] for b in blocks], [len(b[1]) for b in blocks]),
-                         "layer": labels([layer], [len(k)]), "k": pd.Series(k, dtype="Int64").mask(k == 0),
-                         "value": np.concatenate([b[3] for b in blocks])})
+    blocks = [Block(name, layer, steps[at_t], at_k.astype(np.int64) + 1, values[at_t, at_k].astype(np.float64))
+              for name, values in measured.per_k.items()]
+    return Rows(blocks) + _rows(steps, [(name, layer, values) for name, values in {**measured.scalars, **drift}.items()])
 
 
 def _finite(stack: torch.Tensor) -> torch.Tensor:
@@ -116,7 +107,7 @@ def _finite(stack: torch.Tensor) -> torch.Tensor:
     return finite
 
 
-def weights(snap, params: dict, state: dict) -> pd.DataFrame:
+def weights(snap, params: dict, state: dict) -> Rows:
     """Per weight matrix: norm, change since the previous checkpoint and since init (absolute,
     relative); update cosine between consecutive checkpoint deltas; for h1: feature diversity,
     effective rank and, on modular models, Fourier purity per neuron and distinct frequencies.
@@ -140,13 +131,13 @@ def weights(snap, params: dict, state: dict) -> pd.DataFrame:
             "weight_init_distance": dist,
             "weight_init_rel": dist / norm_init if norm_init > 0 else torch.full_like(dist, torch.nan)}.items()]
     state["prev"] = {n: w[-1] for n, w in current.items()}
-    frames = [_rows(snap.steps, blocks), _update_cosine_rows(snap.steps, current, state)]
+    rows = _rows(snap.steps, blocks) + _update_cosine_rows(snap.steps, current, state)
     if "hidden.0.weight" in snap.params:  # a hidden fully connected layer (not ResNet)
-        frames.append(_neuron_rows(snap, params))
-    return pd.concat(frames, ignore_index=True)
+        rows += _neuron_rows(snap, params)
+    return rows
 
 
-def _update_cosine_rows(steps, current: dict, state: dict) -> pd.DataFrame:
+def _update_cosine_rows(steps, current: dict, state: dict) -> Rows:
     """Cosine between each checkpoint's update (its change since the previous checkpoint)
     and the update before it; the first two checkpoints of a run have none."""
     flat = torch.cat([w.flatten(1) for w in current.values()], dim=1)
@@ -162,15 +153,15 @@ def _update_cosine_rows(steps, current: dict, state: dict) -> pd.DataFrame:
     return _rows(steps[len(steps) - len(cosine):], [("update_cosine", None, cosine)])
 
 
-def _neuron_rows(snap, params: dict) -> pd.DataFrame:
+def _neuron_rows(snap, params: dict) -> Rows:
     """h1's feature diversity and effective rank per checkpoint; on modular models also each
     neuron's Fourier purity and the number of distinct frequencies."""
     w1 = snap.params["hidden.0.weight"]
     blocks = [("feature_diversity", "h1", 1.0 - _dyn.batched_mean_abs_pairwise_cosine(w1)),
               ("weight_effective_rank", "h1", _dyn.batched_effective_rank(w1))]
-    frame = _rows(snap.steps, blocks)
+    rows = _rows(snap.steps, blocks)
     if not hasattr(snap.model_type(), "input_weights"):  # loading a checkpoint is not free
-        return frame
+        return rows
     purities, distinct = [], []
     for i in range(len(snap.steps)):
         with torch.no_grad():
@@ -178,12 +169,11 @@ def _neuron_rows(snap, params: dict) -> pd.DataFrame:
         purity, freq = _dyn.fourier_purity(w_in)  # once: the FFTs were a quarter of the family's time
         purities.append(purity)
         distinct.append(_dyn.distinct_of(purity, freq, params.get("min_purity", 0.5)))
-    return pd.concat([frame, _rows(snap.steps, [("fourier_purity", "h1", torch.stack(purities)),
-                                                ("fourier_frequencies", "h1", torch.tensor(distinct))])],
-                     ignore_index=True)
+    return rows + _rows(snap.steps, [("fourier_purity", "h1", torch.stack(purities)),
+                                     ("fourier_frequencies", "h1", torch.tensor(distinct))])
 
 
-def gradients(snap, params: dict, state: dict) -> pd.DataFrame:
+def gradients(snap, params: dict, state: dict) -> Rows:
     """Full-batch gradient observables on the evaluation split, per checkpoint (loss without
     weight decay): total and per-layer gradient norm, mean pairwise cosine of h1 neurons'
     gradient rows, ‖G_F‖ per hidden layer, and the Gram statistics of the centred features."""
@@ -237,7 +227,7 @@ def _one_by_one_gradients(snap, x, y, criterion):
              for layer in post[0]})
 
 
-def _gradient_frame(steps, grads: dict, post: dict) -> pd.DataFrame:
+def _gradient_frame(steps, grads: dict, post: dict) -> Rows:
     """Rows of the gradient observables from gradients and activations stacked over the
     checkpoints `steps`: arrays over checkpoints, no Python per checkpoint (the blog MLP's
     230 checkpoints: 0.25 s for the family against 0.30 s with rows built one by one)."""
