@@ -55,3 +55,14 @@ def test_active_rate_counts_do_not_wrap_on_many_samples():
         pre[:, 2] = -1.0
         pre[-1, 2] = 2.0
         assert active_rate(pre).tolist() == [1.0, (n - 5) / n, 1 / n]
+
+
+def test_active_rate_in_blocks_of_maps_with_a_remainder(monkeypatch):
+    from featscope.observables import nonlinearity
+    pre = torch.randn(2, 5, 37, 11)  # 10 maps
+    monkeypatch.setattr(nonlinearity, "_BLOCK_BYTES", 3 * 37 * 11)  # blocks of 3: 3 + 3 + 3 + 1
+    got = active_rate(pre).numpy()
+    assert got.shape == (2, 5, 11)
+    for i in range(2):
+        for t in range(5):
+            assert np.allclose(got[i, t], brute_force_rates(pre[i, t].numpy()))

@@ -16,16 +16,32 @@ import torch
 
 def active_rate(pre: torch.Tensor) -> torch.Tensor:
     """Per-neuron share of samples with positive pre-activation: (..., width)."""
-    # Integer counts, exact. On the CPU numpy's sum of the comparison as bytes into 16-bit
-    # counters took 0.7 ms where np.count_nonzero took 2.3 (64 checkpoints of 500 × 100, one
-    # thread, AMD EPYC); on an Intel Xeon torch's int32 sum had taken 7.0 to numpy's 1.9.
     if pre.device.type == "cpu":
-        positive = (pre.detach().numpy() > 0).view(np.uint8)
-        wide = pre.shape[-2] >= 2 ** 16  # counts must not wrap
-        counts = torch.from_numpy(positive.sum(axis=-2, dtype=np.int64 if wide else np.uint16).astype(np.int64))
+        counts = torch.from_numpy(_positive_counts(pre.detach().numpy()))
     else:
         counts = (pre > 0).sum(dim=-2, dtype=torch.int32)
     return counts.double() / pre.shape[-2]
+
+
+_BLOCK_BYTES = 2 ** 20  # the comparison's bytes per block: it stays in cache for the sum
+
+
+def _positive_counts(pre: np.ndarray) -> np.ndarray:
+    """Integer counts of positive entries over axis −2, exact: the comparison as bytes summed
+    into 16-bit counters, a block of maps at a time. numpy's byte sum took 0.7 ms where
+    np.count_nonzero took 2.3 (64 checkpoints of 500 × 100, one thread, AMD EPYC), and on an
+    Intel Xeon torch's int32 sum had taken 7.0 to numpy's 1.9; in blocks of about a MiB,
+    3.24 against 3.90 ms for 115 fresh maps of 500 × 100 (Intel Xeon)."""
+    n, width = pre.shape[-2:]
+    maps = pre.reshape(-1, n, width)
+    wide = n >= 2 ** 16  # 16-bit counts would wrap
+    counts = np.empty((len(maps), width), dtype=np.int64 if wide else np.uint16)
+    step = max(1, _BLOCK_BYTES // max(n * width, 1))
+    positive = np.empty((min(step, len(maps)), n, width), dtype=bool)
+    for lo in range(0, len(maps), step):
+        block = np.greater(maps[lo:lo + step], 0, out=positive[:len(maps[lo:lo + step])])
+        block.view(np.uint8).sum(axis=-2, dtype=counts.dtype, out=counts[lo:lo + step])
+    return counts.astype(np.int64).reshape(*pre.shape[:-2], width)
 
 
 def nonlinear_neurons(pre: torch.Tensor) -> torch.Tensor:
