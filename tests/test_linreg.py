@@ -90,15 +90,18 @@ def test_precomputed_grams_give_the_same_fits():
     from featscope.observables.linreg import augmented_grams
 
     rng = np.random.default_rng(5)
-    f = np.maximum(rng.standard_normal((4, 300, 20)), 0).astype(np.float32)
+    f = np.maximum(rng.standard_normal((6, 300, 20)), 0).astype(np.float32)
     f[1, :, 3] = 0  # a dead neuron
     f[2, :, 5] = f[2, :, 6]  # a duplicated one
-    f[3, 0, 0] = np.nan  # a diverged checkpoint
+    f[3, 0, 0] = np.nan  # diverged checkpoints
+    f[4, 7, 2] = np.inf
+    f[5, 9, 1] = np.finfo(np.float32).max  # finite: its square does not overflow float64
     y = rng.standard_normal(300)
     grams = augmented_grams(f).numpy()
-    for fi, g in zip(f[:3], grams):
+    for fi, g in zip(f[[0, 1, 2, 5]], grams[[0, 1, 2, 5]]):
         a = np.hstack([fi.astype(np.float64), np.ones((300, 1))])
         assert np.allclose(g, a.T @ a, rtol=1e-13)
     own, shared = linreg_loss(f, y).numpy(), linreg_loss(f, y, grams=grams).numpy()
-    assert np.allclose(shared[:3], own[:3], rtol=1e-12) and np.isnan(shared[3]) and np.isnan(own[3])
+    assert np.allclose(shared[:3], own[:3], rtol=1e-12) and np.isnan(shared[3:5]).all() and np.isnan(own[3:5]).all()
+    assert np.isfinite(own[5]) and np.isfinite(shared[5])
     assert np.allclose(shared[:3], [numpy_baseline(fi.astype(np.float64), y) for fi in f[:3]], rtol=1e-10)
