@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`; a version before the fused-loop and observe-job rows)
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
-    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 7 min 20 s – 7 min 33 s (Intel Xeon, AVX-512),
-                                                  # 13 min 10 s (AMD EPYC, AVX-512; start and end by `date`)
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 9 s – 9 min 14 s (Intel Xeon, AVX-512,
+                                                  # `time`, version a9b127e), 13 min 10 s (AMD EPYC, AVX-512; start and end by `date`)
     .venv/bin/python benchmarks/run.py --fig3     # only: one grokking-fig3 run at full length, observed two ways
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
