@@ -91,7 +91,8 @@ def _spectral_frame(steps, layer: str, measured, drift: dict) -> Rows:
     at_t, at_k = np.nonzero(measured.keep)
     blocks = [Block(name, layer, steps[at_t], at_k.astype(np.int64) + 1, values[at_t, at_k].astype(np.float64))
               for name, values in measured.per_k.items()]
-    return Rows(blocks) + _rows(steps, [(name, layer, values) for name, values in {**measured.scalars, **drift}.items()])
+    scalars = {**measured.scalars, **drift}
+    return Rows(blocks) + _rows(steps, [(name, layer, values) for name, values in scalars.items()])
 
 
 def _finite(stack: torch.Tensor) -> torch.Tensor:

@@ -66,9 +66,8 @@ def frame(run_id: str, parts: list[Rows]) -> pd.DataFrame:
     rank = {g: i for i, g in enumerate(groups)}
     blocks.sort(key=lambda b: rank[b.observable, b.layer])  # stable: chunks stay in order
     sizes = [len(b.step) for b in blocks]
-    column = lambda name, dtype: np.concatenate([getattr(b, name) for b in blocks]) if blocks \
-        else np.empty(0, dtype)  # noqa: E731
-    step, k, value = column("step", np.int64), column("k", np.int64), column("value", np.float64)
+    step, k, value = (_joined([getattr(b, name) for b in blocks], dtype)
+                      for name, dtype in (("step", np.int64), ("k", np.int64), ("value", np.float64)))
     order = _order(np.repeat([rank[b.observable, b.layer] for b in blocks], sizes), step, k)
     if order is not None:
         step, k, value = step[order], k[order], value[order]
@@ -77,6 +76,10 @@ def frame(run_id: str, parts: list[Rows]) -> pd.DataFrame:
     return pd.DataFrame({"run": _labels([run_id], [len(step)], None), "step": step,
                          "observable": observables, "layer": layers.astype("string"),
                          "k": pd.Series(k, dtype="Int64").mask(k == NO_K), "value": value})
+
+
+def _joined(arrays: list, dtype) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.empty(0, dtype)
 
 
 def _group_key(group):
