@@ -17,7 +17,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from . import schedules
-from ._allocator import keep_freed_memory
+from ._allocator import keep_freed_memory, release_freed_memory
 from ._subnormals import flush_subnormals
 from .models import Features, build_model
 from .observables import FAMILIES
@@ -229,4 +229,6 @@ def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> d
                     part = snap.select(np.array([wanted[name](int(s)) for s in snap.steps], dtype=bool))
                 if len(part.steps):
                     frames[name].append(FAMILIES[name].compute(part, params, states[name]))
+            del snap, part  # the chunk's features, before the heap's free pages go back
+            release_freed_memory()
     return {name: rows.frame(run_id, parts) for name, parts in frames.items()}
