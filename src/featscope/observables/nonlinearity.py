@@ -39,8 +39,9 @@ def _positive_counts(pre: np.ndarray) -> np.ndarray:
     step = max(1, _BLOCK_BYTES // max(n * width, 1))
     positive = np.empty((min(step, len(maps)), n, width), dtype=bool)
     for lo in range(0, len(maps), step):
-        block = np.greater(maps[lo:lo + step], 0, out=positive[:len(maps[lo:lo + step])])
-        block.view(np.uint8).sum(axis=-2, dtype=counts.dtype, out=counts[lo:lo + step])
+        block = maps[lo:lo + step]
+        positive_block = np.greater(block, 0, out=positive[:len(block)])
+        positive_block.view(np.uint8).sum(axis=-2, dtype=counts.dtype, out=counts[lo:lo + step])
     return counts.astype(np.int64).reshape(*pre.shape[:-2], width)
 
 
