@@ -48,7 +48,7 @@ STAGES = [
     (spectral, "batched_measures", "spectral measures", False),
     (spectral, "batched_top_subspaces", "spectral top subspaces", False),
     (families, "_drifts", "spectral drifts", False),
-    (rows, "frame", "rows joined into frames", False),
+    (rows, "table", "rows joined into tables", False),
     (io, "write_parquet", "Parquet written", False),
 ]
 

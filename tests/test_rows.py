@@ -38,3 +38,20 @@ def test_per_index_values_get_their_index_as_k():
     [block] = rows.blocks
     assert block.step.tolist() == [10, 10, 20, 20] and block.k.tolist() == [0, 1, 0, 1]
     assert NO_K not in block.k
+
+
+def test_tables_are_written_as_the_frames_pandas_would_write(tmp_path):
+    # Observe jobs write `rows.table` without a pandas frame in between: the file must be the
+    # one pandas writes from `frame` (schema and pandas metadata included), byte for byte,
+    # and read back as the frame, k as Int64 with its missing values.
+    from featscope import io
+    from featscope.observables.rows import table
+
+    rng = np.random.default_rng(1)
+    parts = [_chunk([0, 2, 4], rng), _chunk([6, 8], rng, interleave=True)]
+    io.write_parquet(table("r", parts), tmp_path / "table.parquet")
+    io.write_parquet(frame("r", parts), tmp_path / "frame.parquet")
+    assert (tmp_path / "table.parquet").read_bytes() == (tmp_path / "frame.parquet").read_bytes()
+    back = pd.read_parquet(tmp_path / "table.parquet")
+    pd.testing.assert_frame_equal(back, frame("r", parts), check_exact=True)
+    assert str(back.k.dtype) == "Int64" and back.k.isna().sum() == 2 * 5

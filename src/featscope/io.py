@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 SCHEMA_VERSION = "1"
 _SCHEMA_KEY = b"featscope.schema_version"
@@ -57,11 +58,12 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
-def write_parquet(frame: pd.DataFrame, path) -> None:
+def write_parquet(frame: pd.DataFrame | pa.Table, path) -> None:
+    """A pandas frame, or an Arrow table as it is, with the schema version in its metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[_SCHEMA_KEY] = SCHEMA_VERSION.encode()
     table = table.replace_schema_metadata(meta)

@@ -209,6 +209,11 @@ def observe_run(run_id: str, family: str, bundle: dict, data: dict, params: dict
 def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> dict[str, pd.DataFrame]:
     """Rows of several families (name -> params) of one run. Families that read the same
     split share each chunk's features: one batched forward pass serves them all."""
+    return {name: table.to_pandas() for name, table in observe_tables(run_id, families, bundle, data).items()}
+
+
+def observe_tables(run_id: str, families: dict, bundle: dict, data: dict) -> dict:
+    """`observe_families` as Arrow tables in the contract's schema, as they are written to Parquet."""
     keep_freed_memory()
     flush_subnormals()
     by_split: dict[str, dict] = {}
@@ -231,4 +236,4 @@ def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> d
                     frames[name].append(FAMILIES[name].compute(part, params, states[name]))
             del snap, part  # the chunk's features, before the heap's free pages go back
             release_freed_memory()
-    return {name: rows.frame(run_id, parts) for name, parts in frames.items()}
+    return {name: rows.table(run_id, parts) for name, parts in frames.items()}

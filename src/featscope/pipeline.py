@@ -15,7 +15,7 @@ import torch
 
 from . import io
 from .config import Run, fingerprint, flatten
-from .observe import observe_families
+from .observe import observe_tables
 from .packed import iter_train_packed, pack_key, train_alone_packed
 from .phases import segment_phases
 from .tasks import load_dataset, make_dataset, save_dataset
@@ -94,10 +94,10 @@ def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None
             if item["data"] not in datasets:
                 datasets[item["data"]] = load_dataset(item["data"])
             families = {name: params for name, (params, _) in item["families"].items()}
-            frames = observe_families(item["run"], families, io.load_torch(item["checkpoints"]),
-                                      datasets[item["data"]])
+            tables = observe_tables(item["run"], families, io.load_torch(item["checkpoints"]),
+                                    datasets[item["data"]])
             for name, (_, out) in item["families"].items():
-                io.write_parquet(frames[name], out)
+                io.write_parquet(tables[name], out)
 
 
 def read_frames(paths, columns=None, filters=None) -> pd.DataFrame:
