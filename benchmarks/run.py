@@ -381,26 +381,35 @@ print(json.dumps({{"seconds": time.perf_counter() - t,
     return child(code)
 
 
+JOB_PAIRS = 5  # training job, then its observe jobs: this many times, alternating
+
+
 def job_rows() -> list:
     """Observe ÷ train as the workflow's jobs pay them: an observe job of JOB_RUNS runs ÷
     their training job (both 1 thread, fresh processes, files read and written). The two
-    sides alternate, each the fastest of REPEATS: measured one side after the other, a
-    change in this machine's speed between them moved the ratio (the training job took
-    8.2 s in one run and 7.1 s in the next while the observe job took 1.7 s in both)."""
+    sides alternate, JOB_PAIRS times, and the ratio is the median of each pair's own
+    ratio, its range beside it: this machine's speed drifts by 10-15 % within the hour,
+    which moved a ratio of the two sides' fastest times (a training job took 8.2 s in one
+    run and 7.1 s in the next while the observe job took 1.7 s in both), and a pair,
+    measured within seconds, shares the drift."""
     sets = (("as the study configures them", study_families()), ("every family at every checkpoint", EVERY_CHECKPOINT))
     trains, observes = [], {label: [] for label, _ in sets}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(REPEATS):
+        for _ in range(JOB_PAIRS):
             trains.append(pack_job_seconds(tmp))
             for label, families in sets:
                 observes[label].append(observe_job_seconds(tmp, families))
-    train = min(trains, key=lambda out: out["seconds"])
+    train = min(out["seconds"] for out in trains)
     rows = []
     for label, _ in sets:
-        observe = min(observes[label], key=lambda out: out["seconds"])
+        paired = sorted(o["seconds"] / t["seconds"] for o, t in zip(observes[label], trains))
+        observe = min(out["seconds"] for out in observes[label])
+        rss = max(out["rss_mb"] for out in observes[label])
         rows.append((f"observe job of {JOB_RUNS} runs (nonlinearity + linreg + spectral, {label}) "
-                     f"/ their {JOB_RUNS}-run training job (time)", observe["seconds"] / train["seconds"],
-                     f"{observe['seconds']:.1f} s vs {train['seconds']:.1f} s; peak RSS {observe['rss_mb']:.0f} MB"))
+                     f"/ their {JOB_RUNS}-run training job (time, median of {JOB_PAIRS} pairs)",
+                     paired[len(paired) // 2],
+                     f"pairs {paired[0]:.3f}-{paired[-1]:.3f}; fastest {observe:.2f} s vs {train:.2f} s; "
+                     f"peak RSS {rss:.0f} MB"))
     return rows
 
 
