@@ -408,7 +408,7 @@ def job_rows() -> list:
         rows.append((f"observe job of {JOB_RUNS} runs (nonlinearity + linreg + spectral, {label}) "
                      f"/ their {JOB_RUNS}-run training job (time, median of {JOB_PAIRS} pairs)",
                      paired[len(paired) // 2],
-                     f"pairs {paired[0]:.3f}-{paired[-1]:.3f}; fastest {observe:.2f} s vs {train:.2f} s; "
+                     f"median {paired[len(paired) // 2]:.3f}, pairs {paired[0]:.3f}-{paired[-1]:.3f}; fastest {observe:.2f} s vs {train:.2f} s; "
                      f"peak RSS {rss:.0f} MB"))
     return rows
 

@@ -3,9 +3,9 @@
 A family function maps a `Snapshot` (stacked checkpoints and their features
 on the evaluation set) and its parameters to long-form rows
 (step, observable, layer, k, value), as `rows.Rows`: blocks of one observable
-and layer each, joined into one table per run (`rows.table`; `rows.frame` for pandas). Bump a family's
-``version`` whenever its numbers change: the workflow re-runs exactly that
-family's observe jobs.
+and layer each, joined into one table per run (`rows.table`; `rows.frame` for
+pandas). Bump a family's ``version`` whenever its numbers change: the workflow
+re-runs exactly that family's observe jobs.
 
 The registry itself imports no torch: the workflow reads it while Snakemake starts.
 """

@@ -80,7 +80,7 @@ def table(run_id: str, parts: list[Rows]) -> pa.Table:
     order = _order(np.repeat([rank[b.observable, b.layer] for b in blocks], sizes), step, k)
     if order is not None:
         step, k, value = step[order], k[order], value[order]
-    text = schema().field("run").type  # large_string with pandas 3, string with pandas 2
+    text = schema().field("run").type  # pandas 3 makes large_string columns of text, pandas 2 string
     columns = [_labels([run_id], [len(step)], None, text), pa.array(step),
                _labels([b.observable for b in blocks], sizes, order, text),
                _labels([b.layer for b in blocks], sizes, order, text),
@@ -91,10 +91,12 @@ def table(run_id: str, parts: list[Rows]) -> pa.Table:
 @functools.cache
 def schema() -> pa.Schema:
     """The long form's Arrow schema with pandas' metadata for it, which names the pandas
-    dtypes (Int64 for k, string for layer) and not the row count: one for every table."""
-    template = pd.DataFrame({"run": pd.Series([], dtype="str"), "step": np.empty(0, np.int64),
-                             "observable": pd.Series([], dtype="str"), "layer": pd.Series([], dtype="string"),
-                             "k": pd.Series([], dtype="Int64"), "value": np.empty(0, np.float64)})
+    dtypes (Int64 for k, string for layer) and not the rows: one for every table. Taken
+    from a row of text, not an empty frame: pandas 2 keeps strings as objects, and Arrow
+    reads an empty object column as nulls."""
+    template = pd.DataFrame({"run": ["r"], "step": np.zeros(1, np.int64), "observable": ["o"],
+                             "layer": pd.Series(["h1"], dtype="string"), "k": pd.Series([0], dtype="Int64"),
+                             "value": np.zeros(1)})
     return pa.Schema.from_pandas(template, preserve_index=False)
 
 
