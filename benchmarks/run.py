@@ -1,14 +1,15 @@
 """featscope benchmarks: each number is a ratio against a baseline measured in the same run.
 
-    .venv/bin/python benchmarks/run.py            # 5 min 58 s on 2 CPU cores (`time`; a version before the fused-loop and observe-job rows)
+    .venv/bin/python benchmarks/run.py            # training, observing, dry runs and reading back
     .venv/bin/python benchmarks/run.py --e2e      # + end-to-end default workflow (--cores 2)
-    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 8 min 9 s – 9 min 14 s (Intel Xeon, AVX-512,
-                                                  # `time`, version a9b127e), 13 min 10 s (AMD EPYC, AVX-512; start and end by `date`)
+    .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 9 min 43 s (Intel Xeon,
+                                                  # AVX-512, `time`, version 833a066)
     .venv/bin/python benchmarks/run.py --fig3     # only: one grokking-fig3 run at full length, observed two ways
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
-timings swing from one process to the next.
+timings swing from one process to the next. The observe job against its training job is
+the median of JOB_PAIRS alternating pairs (see `job_rows`).
 """
 from __future__ import annotations
 
