@@ -11,6 +11,16 @@ from featscope.training import zero_mean_mse
 from long_form import pandas_long_form
 
 
+def _stacked_models(depth: int):
+    """The three models the library evaluates as batched products, each with its task and loss."""
+    return pytest.mark.parametrize("model,task,loss", [
+        ({"name": "mlp", "width": 16, "depth": depth},
+         {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0}, "mse"),
+        ({"name": "modnet", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "cross_entropy"),
+        ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
+    ], ids=["mlp", "modnet", "onehot"])
+
+
 def test_pairwise_cosine_matches_loop():
     rows = torch.randn(6, 9)
     rows[2] = 0  # a zero row has no direction and is skipped
@@ -131,11 +141,7 @@ def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypa
         pd.testing.assert_frame_equal(whole[name], chunked[name], check_exact=False, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("model,task,loss", [
-    ({"name": "mlp", "width": 16, "depth": 2}, {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0}, "mse"),
-    ({"name": "modnet", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "cross_entropy"),
-    ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
-], ids=["mlp", "modnet", "onehot"])
+@_stacked_models(depth=2)
 def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, task, loss):
     from featscope.models import layer_of_parameter
     from featscope.observables import families, rows
@@ -300,11 +306,7 @@ def _weights_one_checkpoint_at_a_time(snap, params, state):
     return frame
 
 
-@pytest.mark.parametrize("model,task,loss", [
-    ({"name": "mlp", "width": 16, "depth": 2}, {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0}, "mse"),
-    ({"name": "modnet", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "cross_entropy"),
-    ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
-], ids=["mlp", "modnet", "onehot"])
+@_stacked_models(depth=2)
 def test_weights_batched_over_checkpoints_match_one_checkpoint_at_a_time(model, task, loss, monkeypatch):
     """The batched weights family against its per-checkpoint twin, over chunks of 3 (state
     carried across chunks), with a dead neuron (a zero row of h1's weights)."""
@@ -335,3 +337,56 @@ def test_checkpoints_split_into_chunks_as_even_as_they_go(monkeypatch):
     chunks = [snap.steps.tolist() for snap in observe.snapshots(bundle, data)]
     assert [len(c) for c in chunks] == [6, 5]  # not 8 + 3
     assert sum(chunks, []) == bundle["steps"].tolist()
+
+
+@_stacked_models(depth=3)
+def test_active_rates_of_the_pre_activation_pass_match_each_checkpoints_model(model, task, loss, monkeypatch):
+    """The pass that forms only pre-activations, in blocks of checkpoints (here 3, with a
+    remainder), gives the rates read off the chunk's features bit for bit, and those of
+    each checkpoint's own model (its nn.Linear products) to within one sample's flip."""
+    from featscope import observe
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    cfg = {"task": {**task, "seed": 0}, "model": model, "optim": {"name": "adam", "lr": 0.01},
+           "train": {"steps": 30, "loss": loss}, "schedule": {"every": 3}, "seed": 0}
+    data = make_dataset(cfg["task"])
+    bundle = train_one("r", cfg, data, progress=False).checkpoints
+    x = torch.as_tensor(data["x_train"])
+    x = x.float() if x.is_floating_point() else x.long()
+    [snap] = list(observe.snapshots(bundle, data))
+    per_checkpoint = len(x) * model["width"] * 4
+    monkeypatch.setattr(observe, "PRE_ACTIVATION_BLOCK_BYTES", 3 * per_checkpoint)
+    streamed = snap.active_rates()
+    assert snap._evaluated is None  # no features formed for them
+    from_features = {layer: (pre > 0).double().mean(dim=-2) for layer, pre in snap.features.pre.items()}
+    assert list(streamed) == list(from_features) and len(snap.steps) == 11
+    for layer in streamed:
+        assert torch.equal(streamed[layer], from_features[layer]), layer
+        assert torch.equal(snap.active_rates()[layer], from_features[layer])  # now read off the features
+    for i in range(len(snap.steps)):
+        with torch.no_grad():
+            pre = snap.model_at(i).forward_features(x)[1].pre
+        for layer, z in pre.items():
+            assert (streamed[layer][i] - (z > 0).double().mean(dim=0)).abs().max() <= 1 / len(x) + 1e-12
+
+
+def test_active_rates_take_checkpoints_a_selection_evaluated_from_its_features(monkeypatch):
+    """With linreg on a sparser schedule, nonlinearity reads the rates of linreg's checkpoints
+    off their features, and the pre-activation pass forms only the others."""
+    from featscope import observe
+    bundle, data = _small_mlp_run(steps=45, every=5)
+    streamed = []
+    stream = observe.stacked_pre_activations
+
+    def counted(model_cfg, params, x, block):
+        streamed.append(len(next(iter(params.values()))))
+        return stream(model_cfg, params, x, block)
+
+    monkeypatch.setattr(observe, "stacked_pre_activations", counted)
+    alone = observe.observe_families("r", {"nonlinearity": {}}, bundle, data)["nonlinearity"]
+    assert streamed == [10]
+    streamed.clear()
+    both = observe.observe_families("r", {"nonlinearity": {}, "linreg": {"schedule": {"every": 20}}}, bundle, data)
+    assert streamed == [10 - 4]  # 0, 20, 40 and 45 from linreg's features
+    pd.testing.assert_frame_equal(both["nonlinearity"], alone)

@@ -31,6 +31,28 @@ def stacked_features(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.
     return _layers(model_cfg, params, x, shared, record=True)
 
 
+@torch.no_grad()  # on a generator, torch sets and restores the mode around each step
+def stacked_pre_activations(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
+                            block: int):
+    """Yield (layer, pre-activations (b, n, width)) for `block` runs (or checkpoints) at a
+    time, layer by layer, inputs shared. A yielded tensor is overwritten by its activation
+    as soon as the next one is asked for: read it, do not keep it. Nothing else is formed
+    (no post-activations kept, no readout), and a block small enough to stay in cache is
+    read while it is there: what a family that reads only pre-activations needs."""
+    name = _activation(model_cfg)
+    layers = _hidden_names(params)
+    runs = next(iter(params.values())).shape[0]
+    for lo in range(0, runs, block):
+        part = {k: v[lo:lo + block] for k, v in params.items()}
+        h = _inputs(model_cfg, part, x, shared=True)
+        for index, layer in enumerate(layers, start=1):
+            # The products of `_layers`, so the same values bit for bit (tests/test_dynamics.py).
+            z = _affine(h, part[f"{layer}.weight"], part.get(f"{layer}.bias"))
+            yield f"h{index}", z
+            if index < len(layers):
+                h = _ACTIVATE[name](z)[0]
+
+
 def _layers(model_cfg, params, x, shared, record):
     h = inputs = _inputs(model_cfg, params, x, shared)
     pre, post = {}, {}

@@ -22,6 +22,9 @@ class Family:
     applies_to: frozenset
     description: str = ""
     params: frozenset = frozenset()  # its own parameters, besides COMMON_PARAMS
+    # What it reads of a chunk of checkpoints: "features" (outputs, pre- and post-activations),
+    # "active rates" (which have a cheaper pass of their own) or "parameters".
+    reads: str = "features"
 
     @property
     def compute(self) -> Callable:
@@ -36,7 +39,7 @@ COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
 
 FAMILIES = {
     "nonlinearity": Family("nonlinearity", 1, frozenset({"regression", "classification"}),
-                           "active rate and nonlinear/dead/linear neuron counts"),
+                           "active rate and nonlinear/dead/linear neuron counts", reads="active rates"),
     "linreg": Family("linreg", 2, frozenset({"regression"}),
                      "least-squares baselines of y on each layer's features"),
     "spectral": Family("spectral", 1, frozenset({"regression", "classification"}),
@@ -44,9 +47,10 @@ FAMILIES = {
                        frozenset({"layer", "landmarks", "top"})),
     "weights": Family("weights", 1, frozenset({"regression", "classification"}),
                       "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)",
-                      frozenset({"min_purity"})),
+                      frozenset({"min_purity"}), reads="parameters"),
     "gradients": Family("gradients", 1, frozenset({"regression", "classification"}),
-                        "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)"),
+                        "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)",
+                        reads="parameters"),  # with its own forward and backward pass
 }
 
 

@@ -22,8 +22,7 @@ _rows = Rows.per_checkpoint
 
 def nonlinearity(snap, params: dict, state: dict) -> Rows:
     blocks = []
-    for layer, pre in snap.features.pre.items():
-        rate = _nl.active_rate(pre)
+    for layer, rate in snap.active_rates().items():
         blocks += [(name, layer, count(rate)) for name, count in _nl.count_from_rate.items()]
         blocks.append(("active_rate", layer, rate))
     return _rows(snap.steps, blocks)

@@ -16,11 +16,25 @@ import torch
 
 def active_rate(pre: torch.Tensor) -> torch.Tensor:
     """Per-neuron share of samples with positive pre-activation: (..., width)."""
+    return _counts(pre).double() / pre.shape[-2]
+
+
+def active_rates_of_blocks(pre_blocks) -> dict[str, torch.Tensor]:
+    """{layer: active rates (T, width)} from (layer, pre-activations (b, n, width)) pairs that
+    come a block of checkpoints at a time, in order (`stacked.stacked_pre_activations`)."""
+    parts: dict[str, list] = {}
+    samples = {}
+    for layer, pre in pre_blocks:
+        parts.setdefault(layer, []).append(_counts(pre))
+        samples[layer] = pre.shape[-2]
+    return {layer: torch.cat(counts).double() / samples[layer] for layer, counts in parts.items()}
+
+
+def _counts(pre: torch.Tensor) -> torch.Tensor:
+    """Per-neuron count of samples with positive pre-activation (..., width), int64 or int32."""
     if pre.device.type == "cpu":
-        counts = torch.from_numpy(_positive_counts(pre.detach().numpy()))
-    else:
-        counts = (pre > 0).sum(dim=-2, dtype=torch.int32)
-    return counts.double() / pre.shape[-2]
+        return torch.from_numpy(_positive_counts(pre.detach().numpy()))
+    return (pre > 0).sum(dim=-2, dtype=torch.int32)
 
 
 _BLOCK_BYTES = 2 ** 20  # the comparison's bytes per block: it stays in cache for the sum
