@@ -39,8 +39,9 @@ REPEATS = 5
 STAGES = [
     (io, "load_torch", "read checkpoints", False),
     (stacked, "_layers", "forward passes (the 57 checkpoints of linreg and spectral)", False),
-    (nonlinearity, "active_rates_of_blocks", "pre-activation pass and active rates (all 230)", False),
-    (nonlinearity, "_counts", "of which counts of positive pre-activations", True),
+    (families, "nonlinearity", "nonlinearity family (all 230 checkpoints)", False),
+    (nonlinearity, "active_rates_of_blocks", "of which the pre-activation pass (173 checkpoints)", True),
+    (nonlinearity, "_counts", "of which counts of positive pre-activations (230)", True),
     (observe.Snapshot, "_select", "pick the 57 checkpoints of linreg and spectral", False),
     (linreg, "augmented_grams", "Grams [F, 1]ᵀ[F, 1] (linreg and spectral)", False),
     (linreg, "linreg_residual", "linreg fits", False),

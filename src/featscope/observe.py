@@ -78,8 +78,8 @@ class Snapshot:
         for mask, _ in pieces:
             rest &= ~mask
         if rest.any():
-            at = torch.from_numpy(rest).to(next(iter(self.params.values())).device)
-            params = {k: v[at] for k, v in self.params.items()}
+            at = torch.from_numpy(np.flatnonzero(rest)).to(next(iter(self.params.values())).device)
+            params = {k: v.index_select(0, at) for k, v in self.params.items()}
             pieces.append((rest, _nl.active_rates_of_blocks(self.pre_activations(params))))
         return {layer: _in_order(len(self.steps), [(mask, rates[layer]) for mask, rates in pieces])
                 for layer in pieces[0][1]}
