@@ -37,8 +37,8 @@ def stacked_pre_activations(model_cfg: dict, params: dict[str, torch.Tensor], x:
     """Yield (layer, pre-activations (b, n, width)) for `block` runs (or checkpoints) at a
     time, layer by layer, inputs shared. A yielded tensor is overwritten by its activation
     as soon as the next one is asked for: read it, do not keep it. Nothing else is formed
-    (no post-activations kept, no readout), and a block small enough to stay in cache is
-    read while it is there: what a family that reads only pre-activations needs."""
+    (no post-activations kept, no readout): what a family that reads only pre-activations
+    needs, in the memory of one block."""
     name = _activation(model_cfg)
     layers = _hidden_names(params)
     runs = next(iter(params.values())).shape[0]
