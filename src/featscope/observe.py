@@ -67,7 +67,7 @@ class Snapshot:
         (T, width): read off the features where this chunk, or a selection of it, has them;
         the other checkpoints from a pass that forms only pre-activations, a block of
         checkpoints at a time (`PRE_ACTIVATION_BLOCK_BYTES`), keeping none of them. For the
-        blog MLP's 230 checkpoints of 8 runs that pass took 0.30-0.36 s where the features
+        blog MLP's 230 checkpoints of 8 runs that pass took 0.30-0.37 s where the features
         and the rates read off them took 0.65-0.74, and the nonlinearity study's observe
         job of those runs 1.48-1.65 s against 1.68-1.83 (alternating, one thread, Intel Xeon)."""
         if self._evaluated is not None or self.pre_activations is None:
