@@ -254,7 +254,7 @@ def _pre_activation_stream(bundle: dict, x: torch.Tensor):
         checkpoints = next(iter(params.values())).shape[0]
         widest = max(v.shape[1] for k, v in params.items() if k.startswith("hidden.") and k.endswith(".weight"))
         per_checkpoint = len(x) * widest * 4
-        block = checkpoints if x.device.type != "cpu" else max(1, PRE_ACTIVATION_BLOCK_BYTES // per_checkpoint)
+        block = max(1, PRE_ACTIVATION_BLOCK_BYTES // per_checkpoint)
         block = -(-checkpoints // -(-checkpoints // block))  # as even as they go
         return stacked_pre_activations(bundle["model"], params, x, block)
     return stream
