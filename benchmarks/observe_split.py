@@ -11,6 +11,7 @@ printed. Stages marked "of which" are part of the stage above them; "other" is t
 less its top-level stages. The timers cost a few microseconds a call, against stages
 of milliseconds.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,9 +78,17 @@ def train(workdir: str) -> None:
 
 
 def job_items(workdir: str, tag: str, runs: list[str]) -> list[dict]:
-    return [{"run": run, "checkpoints": f"{workdir}/{run}.pt", "data": f"{workdir}/data.npz",
-             "families": {name: (params, f"{workdir}/{tag}-{run}-{name}.parquet")
-                          for name, params in study_families().items()}} for run in runs]
+    return [
+        {
+            "run": run,
+            "checkpoints": f"{workdir}/{run}.pt",
+            "data": f"{workdir}/data.npz",
+            "families": {
+                name: (params, f"{workdir}/{tag}-{run}-{name}.parquet") for name, params in study_families().items()
+            },
+        }
+        for run in runs
+    ]
 
 
 def main() -> None:
@@ -103,7 +112,8 @@ def main() -> None:
     seconds, split = best
     print(f"observe job of {JOB_RUNS} runs, fastest of {REPEATS}: {seconds:.3f} s")
     for _, name, label, nested in STAGES:
-        print(f"  {'  ' if nested else ''}{label:<52} {split.get(name, 0.0):6.3f} s  {split.get(name, 0.0) / seconds:5.1%}")
+        part = split.get(name, 0.0)
+        print(f"  {'  ' if nested else ''}{label:<52} {part:6.3f} s  {part / seconds:5.1%}")
     top = sum(split.get(name, 0.0) for _, name, _, nested in STAGES if not nested)
     print(f"  {'other':<52} {seconds - top:6.3f} s  {(seconds - top) / seconds:5.1%}")
 

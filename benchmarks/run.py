@@ -11,6 +11,7 @@ fastest of three fresh processes each (plain loop and featscope alike): this mac
 timings swing from one process to the next. The observe job against its training job is
 the median of JOB_PAIRS alternating pairs (see `job_rows`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,13 @@ def fastest(measure, *args) -> dict:
 def child(code: str, threads: int = 1) -> dict:
     """Run `code` in a fresh process (as a job would), return the JSON it prints."""
     # One BLAS thread, as Snakemake gives a 1-thread job (it sets these for every job).
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), BENCH_THREADS=str(threads))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        OPENBLAS_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        BENCH_THREADS=str(threads),
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     out = json.loads(done.stdout.strip().splitlines()[-1])
     return out
@@ -66,10 +72,20 @@ def side_by_side(codes: list[str]) -> dict:
     """Run each of `codes` in a fresh 1-thread process, all at once, as `snakemake --cores 2`
     runs two 1-thread jobs; each waits at `ready()` until all are warmed up, so they train
     together. Returns the slowest one's output."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               BENCH_THREADS="1", BENCH_SIDE_BY_SIDE="1")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env=env) for code in codes]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        BENCH_THREADS="1",
+        BENCH_SIDE_BY_SIDE="1",
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        for code in codes
+    ]
     for proc in procs:
         assert proc.stdout.readline().strip() == "ready"
     for proc in procs:
@@ -96,7 +112,10 @@ def ready():  # side by side: start timing only when every process is warmed up
 
 def plain_loop_code(fused: bool = False) -> str:
     """torch.optim.Adam as a plain loop has it (on a CPU, one update per tensor), or fused."""
-    return PRELUDE + f"FUSED = {fused or None!r}" + """
+    return (
+        PRELUDE
+        + f"FUSED = {fused or None!r}"
+        + """
 x = torch.tensor(data["x_train"]); y = torch.tensor(data["y_train"])
 torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(10, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100),
@@ -117,6 +136,7 @@ for step in range(cfg["train"]["steps"]):
 print(json.dumps({"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+    )
 
 
 def plain_loop_seconds(threads: int = 1, fused: bool = False) -> dict:
@@ -124,7 +144,9 @@ def plain_loop_seconds(threads: int = 1, fused: bool = False) -> dict:
 
 
 def featscope_train_seconds(path: str) -> dict:
-    code = PRELUDE + f"""
+    code = (
+        PRELUDE
+        + f"""
 from featscope.training import train_one
 from featscope.io import save_torch
 train_one("warm-up", dict(cfg, train=dict(cfg["train"], steps=5)), data, progress=False)
@@ -134,11 +156,14 @@ seconds = time.perf_counter() - t
 save_torch(r.checkpoints, {path!r})
 print(json.dumps({{"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
+    )
     return child(code)
 
 
 def packed_code(seeds: int) -> str:
-    return PRELUDE + f"""
+    return (
+        PRELUDE
+        + f"""
 from featscope.packed import iter_train_packed, train_packed
 runs = [(f"s{{s}}", dict(cfg, seed=s)) for s in range({seeds})]
 train_packed([(r, dict(c, train=dict(c["train"], steps=5))) for r, c in runs], data)  # warm-up
@@ -149,6 +174,7 @@ for result in iter_train_packed(runs, data):  # as a training job: one run in me
 print(json.dumps({{"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
+    )
 
 
 def packed_seconds(seeds: int, threads: int = 1) -> dict:
@@ -157,20 +183,25 @@ def packed_seconds(seeds: int, threads: int = 1) -> dict:
 
 def lone_run_seconds() -> dict:
     """A single packable run as the workflow's `train` rule trains it (one thread: a pack of one)."""
-    code = PRELUDE + """
+    code = (
+        PRELUDE
+        + """
 from featscope.packed import train_alone_packed
 train_alone_packed("warm-up", dict(cfg, train=dict(cfg["train"], steps=5)), data)
 t = time.perf_counter()
 train_alone_packed("bench", cfg, data)
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
+    )
     return child(code)
 
 
 def matmul_rates(threads: int) -> dict:
     """GFLOP/s of float32 products: a large square one (the machine's peak) and the
     batched product of a 16-run pack's hidden layer (500 x 100 @ 100 x 100 per run)."""
-    code = PRELUDE + """
+    code = (
+        PRELUDE
+        + """
 def rate(f, flop, k=50):
     for _ in range(5): f()
     t = time.perf_counter()
@@ -194,6 +225,7 @@ print(json.dumps({"peak": rate(lambda: a @ b, 2 * 1024 ** 3),
                   "pack": rate(lambda: torch.bmm(h, w), 2 * 16 * 500 * 100 * 100, 400),
                   "step_products_s": step_products_s}))
 """
+    )
     return child(code, threads)
 
 
@@ -205,7 +237,9 @@ def observe_seconds(families, path: str) -> dict:
     """All `families` (names, or name -> params) of one run in one pass (shared features),
     as an observe job does."""
     families = families if isinstance(families, dict) else {f: {} for f in families}
-    code = PRELUDE + f"""
+    code = (
+        PRELUDE
+        + f"""
 from featscope.observe import observe_families
 from featscope.io import load_torch
 bundle = load_torch({path!r})
@@ -217,26 +251,48 @@ frames = observe_families("bench", families, bundle, data)
 print(json.dumps({{"seconds": time.perf_counter() - t, "rows": sum(map(len, frames.values())),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
+    )
     return child(code)
 
 
 def dry_run_seconds(runs: int, workdir: Path) -> tuple[float, int]:
     seeds = runs // 100
-    config = {"studies": {"big": {
-        "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 32},
-        "model": {"name": "mlp", "width": 4, "depth": 2},
-        "optim": {"name": "adam", "lr": 0.01},
-        "train": {"steps": 10, "loss": "mse"},
-        "schedule": {"every": 5},
-        "observables": {"nonlinearity": {}},
-        "grid": {"optim.lr": [round(0.001 * (i + 1), 6) for i in range(100)]},
-        "seeds": list(range(seeds)),
-    }}}
+    config = {
+        "studies": {
+            "big": {
+                "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 32},
+                "model": {"name": "mlp", "width": 4, "depth": 2},
+                "optim": {"name": "adam", "lr": 0.01},
+                "train": {"steps": 10, "loss": "mse"},
+                "schedule": {"every": 5},
+                "observables": {"nonlinearity": {}},
+                "grid": {"optim.lr": [round(0.001 * (i + 1), 6) for i in range(100)]},
+                "seeds": list(range(seeds)),
+            }
+        }
+    }
     (workdir / "config.yaml").write_text(json.dumps(config))
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-                           "-n", "--quiet", "rules", "--cores", "1"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "-n",
+            "--quiet",
+            "rules",
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t
     if done.returncode != 0:
         raise RuntimeError(f"dry run failed:\n{done.stderr[-3000:]}")
@@ -264,8 +320,11 @@ def mark_done(workdir: Path) -> None:
         if stamp.name.startswith("family="):
             continue
         run = stamp.stem
-        for path in (study / "checkpoints" / f"{run}.pt", study / "checkpoints" / f"{run}.json",
-                     study / "metrics" / f"{run}.parquet"):
+        for path in (
+            study / "checkpoints" / f"{run}.pt",
+            study / "checkpoints" / f"{run}.json",
+            study / "metrics" / f"{run}.parquet",
+        ):
             touch(path, 60)
         touch(study / "observables" / "family=nonlinearity" / f"{run}.parquet", 40)
     touch(study / "runs.parquet", 20)
@@ -288,32 +347,56 @@ def training_rows(ckpt: str) -> tuple[list, dict]:
     ours = fastest(featscope_train_seconds, ckpt)
     lone = fastest(lone_run_seconds)
     plain_fused = fastest(plain_loop_seconds, 1, True)
-    rows = [("training, blog MLP, 1 seed: train_one / plain PyTorch loop (time)", ours["seconds"] / plain["seconds"],
-             f"{steps / ours['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s"),
-            ("  the plain loop with torch.optim.Adam(fused=True), as featscope's optimisers / plain loop (time)",
-             plain_fused["seconds"] / plain["seconds"], f"{steps / plain_fused['seconds']:.0f} steps/s"),
-            ("training, a lone run as the workflow trains it (a pack of one) / plain loop (time)",
-             lone["seconds"] / plain["seconds"], "only runs that find no pack-mate")]
+    rows = [
+        (
+            "training, blog MLP, 1 seed: train_one / plain PyTorch loop (time)",
+            ours["seconds"] / plain["seconds"],
+            f"{steps / ours['seconds']:.0f} vs {steps / plain['seconds']:.0f} steps/s",
+        ),
+        (
+            "  the plain loop with torch.optim.Adam(fused=True), as featscope's optimisers / plain loop (time)",
+            plain_fused["seconds"] / plain["seconds"],
+            f"{steps / plain_fused['seconds']:.0f} steps/s",
+        ),
+        (
+            "training, a lone run as the workflow trains it (a pack of one) / plain loop (time)",
+            lone["seconds"] / plain["seconds"],
+            "only runs that find no pack-mate",
+        ),
+    ]
     bases, packs = {}, {}
     for threads in (1, 2):
         base = bases[threads] = plain if threads == 1 else fastest(plain_loop_seconds, threads)
         packed = packs[threads] = fastest(packed_seconds, 16, threads)
         rates = matmul_rates(threads)
         flops = 16 * steps * STEP_FLOP / packed["seconds"] / 1e9
-        rows.append((f"training 16 seeds packed, {threads} thread(s): aggregate steps/s / plain loop's",
-                     16 * base["seconds"] / packed["seconds"],
-                     f"{16 * steps / packed['seconds']:.0f} vs {steps / base['seconds']:.0f} steps/s; "
-                     f"{flops:.1f} GFLOP/s = {flops / rates['peak']:.0%} of a 1024² matmul's "
-                     f"{rates['peak']:.0f}, {flops / rates['pack']:.0%} of the pack's own bmm "
-                     f"({rates['pack']:.0f})"))
+        rows.append(
+            (
+                f"training 16 seeds packed, {threads} thread(s): aggregate steps/s / plain loop's",
+                16 * base["seconds"] / packed["seconds"],
+                f"{16 * steps / packed['seconds']:.0f} vs {steps / base['seconds']:.0f} steps/s; "
+                f"{flops:.1f} GFLOP/s = {flops / rates['peak']:.0%} of a 1024² matmul's "
+                f"{rates['peak']:.0f}, {flops / rates['pack']:.0%} of the pack's own bmm "
+                f"({rates['pack']:.0f})",
+            )
+        )
         step_s = base["seconds"] / steps
-        rows.append((f"  matrix products in a plain-loop step, {threads} thread(s) / the step (time)",
-                     rates["step_products_s"] / step_s,
-                     f"{rates['step_products_s'] * 1e6:.0f} of {step_s * 1e6:.0f} µs; packing removes the "
-                     f"rest: at most {step_s / rates['step_products_s']:.1f}× if batched products ran no faster"))
+        rows.append(
+            (
+                f"  matrix products in a plain-loop step, {threads} thread(s) / the step (time)",
+                rates["step_products_s"] / step_s,
+                f"{rates['step_products_s'] * 1e6:.0f} of {step_s * 1e6:.0f} µs; packing removes the "
+                f"rest: at most {step_s / rates['step_products_s']:.1f}× if batched products ran no faster",
+            )
+        )
         if threads == 1:
-            rows.append(("peak RSS of a 16-run training job / plain loop", packed["rss_mb"] / plain["rss_mb"],
-                         f"{packed['rss_mb']:.0f} MB vs {plain['rss_mb']:.0f} MB"))
+            rows.append(
+                (
+                    "peak RSS of a 16-run training job / plain loop",
+                    packed["rss_mb"] / plain["rss_mb"],
+                    f"{packed['rss_mb']:.0f} MB vs {plain['rss_mb']:.0f} MB",
+                )
+            )
             share = packed["seconds"] / 16
     rows += side_by_side_rows(bases[2], packs, rates["peak"])
     return rows, {"plain": plain, "ours": ours, "pack_share_seconds": share}
@@ -329,14 +412,21 @@ def side_by_side_rows(plain2: dict, packs: dict, peak2: float) -> list:
     pair = fastest(side_by_side, [packed_code(n) for n in parts])
     plain_pair = fastest(side_by_side, [plain_loop_code()] * 2)
     flops = 16 * steps * STEP_FLOP / pair["seconds"] / 1e9
-    return [(f"training 16 seeds as snakemake --cores 2 does: packs of {' + '.join(map(str, parts))} runs side by "
-             "side, 1 thread each / plain loop on 2 threads (aggregate steps/s)", 16 * plain2["seconds"] / pair["seconds"],
-             f"{16 * steps / pair['seconds']:.0f} vs {steps / plain2['seconds']:.0f} steps/s; {flops:.1f} GFLOP/s "
-             f"= {flops / peak2:.0%} of a 2-thread 1024² matmul; one 16-run pack took {packs[1]['seconds']:.1f} s "
-             f"on 1 thread, {packs[2]['seconds']:.1f} s on 2, side by side {pair['seconds']:.1f} s"),
-            ("  the same / two plain loops side by side, 1 thread each (aggregate steps/s)",
-             8 * plain_pair["seconds"] / pair["seconds"],
-             f"{2 * steps / plain_pair['seconds']:.0f} steps/s for the two plain loops")]
+    return [
+        (
+            f"training 16 seeds as snakemake --cores 2 does: packs of {' + '.join(map(str, parts))} runs side by "
+            "side, 1 thread each / plain loop on 2 threads (aggregate steps/s)",
+            16 * plain2["seconds"] / pair["seconds"],
+            f"{16 * steps / pair['seconds']:.0f} vs {steps / plain2['seconds']:.0f} steps/s; {flops:.1f} GFLOP/s "
+            f"= {flops / peak2:.0%} of a 2-thread 1024² matmul; one 16-run pack took {packs[1]['seconds']:.1f} s "
+            f"on 1 thread, {packs[2]['seconds']:.1f} s on 2, side by side {pair['seconds']:.1f} s",
+        ),
+        (
+            "  the same / two plain loops side by side, 1 thread each (aggregate steps/s)",
+            8 * plain_pair["seconds"] / pair["seconds"],
+            f"{2 * steps / plain_pair['seconds']:.0f} steps/s for the two plain loops",
+        ),
+    ]
 
 
 JOB_RUNS = 8  # a pack of the nonlinearity study's size on 2 cores (16 seeds cut in two)
@@ -345,7 +435,9 @@ JOB_RUNS = 8  # a pack of the nonlinearity study's size on 2 cores (16 seeds cut
 def pack_job_seconds(workdir: str) -> dict:
     """A training job of JOB_RUNS seeds as the workflow's does it: train the pack, write each
     run's checkpoints."""
-    code = PRELUDE + f"""
+    code = (
+        PRELUDE
+        + f"""
 from featscope import io
 from featscope.packed import iter_train_packed, train_packed
 from featscope.tasks import save_dataset
@@ -361,13 +453,16 @@ io.save_torch(dict(bundle, steps=bundle["steps"][:2], params={{k: v[:2] for k, v
               {workdir!r} + "/short.pt")
 print(json.dumps({{"seconds": seconds}}))
 """
+    )
     return child(code)
 
 
 def observe_job_seconds(workdir: str, families: dict) -> dict:
     """The observe job of those runs (`featscope.pipeline.observe_pack_job`: load, observe
     the nonlinearity study's three families in one pass per run, write Parquet)."""
-    code = PRELUDE + f"""
+    code = (
+        PRELUDE
+        + f"""
 from featscope.pipeline import observe_pack_job
 def items(tag, runs):
     return [{{"run": f"s{{s}}", "checkpoints": {workdir!r} + f"/{{s}}.pt", "data": {workdir!r} + "/data.npz",
@@ -379,6 +474,7 @@ observe_pack_job(items("job", [f"s{{s}}" for s in range({JOB_RUNS})]), progress=
 print(json.dumps({{"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
+    )
     return child(code)
 
 
@@ -406,11 +502,16 @@ def job_rows() -> list:
         paired = sorted(o["seconds"] / t["seconds"] for o, t in zip(observes[label], trains))
         observe = min(out["seconds"] for out in observes[label])
         rss = max(out["rss_mb"] for out in observes[label])
-        rows.append((f"observe job of {JOB_RUNS} runs (nonlinearity + linreg + spectral, {label}) "
-                     f"/ their {JOB_RUNS}-run training job (time, median of {JOB_PAIRS} pairs)",
-                     paired[len(paired) // 2],
-                     f"median {paired[len(paired) // 2]:.3f}, pairs {paired[0]:.3f}-{paired[-1]:.3f}; fastest {observe:.2f} s vs {train:.2f} s; "
-                     f"peak RSS {rss:.0f} MB"))
+        rows.append(
+            (
+                f"observe job of {JOB_RUNS} runs (nonlinearity + linreg + spectral, {label}) "
+                f"/ their {JOB_RUNS}-run training job (time, median of {JOB_PAIRS} pairs)",
+                paired[len(paired) // 2],
+                f"median {paired[len(paired) // 2]:.3f}, pairs {paired[0]:.3f}-{paired[-1]:.3f}; "
+                f"fastest {observe:.2f} s vs {train:.2f} s; "
+                f"peak RSS {rss:.0f} MB",
+            )
+        )
     return rows
 
 
@@ -423,20 +524,45 @@ def observe_rows(ckpt: str, train_seconds: float, pack_share_seconds: float) -> 
     for families in sets:
         obs = fastest(observe_seconds, families, ckpt)
         label = families[0] if len(families) == 1 else " + ".join(families) + " (one pass)"
-        rows.append((f"observe {label} / train (time, every one of the 230 checkpoints)", obs["seconds"] / train_seconds,
-                     f"{obs['seconds']:.2f} s vs {train_seconds:.2f} s; {obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB"))
+        rows.append(
+            (
+                f"observe {label} / train (time, every one of the 230 checkpoints)",
+                obs["seconds"] / train_seconds,
+                f"{obs['seconds']:.2f} s vs {train_seconds:.2f} s; {obs['rows']} rows, peak RSS {obs['rss_mb']:.0f} MB",
+            )
+        )
         if families == ["nonlinearity", "linreg", "spectral"]:
-            rows.append(("  the same / a run's share of a 16-run pack's training (time)",
-                         obs["seconds"] / pack_share_seconds, f"{obs['seconds']:.2f} s vs {pack_share_seconds:.2f} s"))
+            rows.append(
+                (
+                    "  the same / a run's share of a 16-run pack's training (time)",
+                    obs["seconds"] / pack_share_seconds,
+                    f"{obs['seconds']:.2f} s vs {pack_share_seconds:.2f} s",
+                )
+            )
     obs = fastest(observe_seconds, study_families(), ckpt)
-    rows.append(("observe nonlinearity + linreg + spectral as the study configures them (linreg and spectral "
-                 "on their own schedule) / train", obs["seconds"] / train_seconds,
-                 f"{obs['seconds']:.2f} s; {obs['rows']} rows (nonlinearity at all 230 checkpoints)"))
-    rows.append(("  the same / a run's share of a 16-run pack's training (time)",
-                 obs["seconds"] / pack_share_seconds, f"{obs['seconds']:.2f} s vs {pack_share_seconds:.2f} s"))
+    rows.append(
+        (
+            "observe nonlinearity + linreg + spectral as the study configures them (linreg and spectral "
+            "on their own schedule) / train",
+            obs["seconds"] / train_seconds,
+            f"{obs['seconds']:.2f} s; {obs['rows']} rows (nonlinearity at all 230 checkpoints)",
+        )
+    )
+    rows.append(
+        (
+            "  the same / a run's share of a 16-run pack's training (time)",
+            obs["seconds"] / pack_share_seconds,
+            f"{obs['seconds']:.2f} s vs {pack_share_seconds:.2f} s",
+        )
+    )
     floor = eigh_seconds()
-    rows.append(("  of which spectral's float64 eigendecompositions alone, 100² per checkpoint / train (time)",
-                 floor / train_seconds, f"{floor:.2f} s: ΦᵀΦ of h2 at 230 checkpoints, what the one-pass row cannot shed"))
+    rows.append(
+        (
+            "  of which spectral's float64 eigendecompositions alone, 100² per checkpoint / train (time)",
+            floor / train_seconds,
+            f"{floor:.2f} s: ΦᵀΦ of h2 at 230 checkpoints, what the one-pass row cannot shed",
+        )
+    )
     return rows
 
 
@@ -444,7 +570,9 @@ def eigh_seconds(checkpoints: int = 230) -> float:
     """The eigendecompositions an observe pass of the nonlinearity study cannot avoid: ΦᵀΦ
     of h2 per checkpoint for the spectral family (linreg factorises its Grams by pivoted
     Cholesky, a tenth of the cost), from the LAPACK the library picks on this machine."""
-    code = PRELUDE + f"""
+    code = (
+        PRELUDE
+        + f"""
 from featscope.observables.spectral import _eigh_descending
 f = torch.relu(torch.randn({checkpoints}, 500, 100, dtype=torch.float64))
 gram = f.mT @ f
@@ -453,6 +581,7 @@ t = time.perf_counter()
 _eigh_descending(gram, 1.0)
 print(json.dumps({{"seconds": time.perf_counter() - t}}))
 """
+    )
     return child(code)["seconds"]
 
 
@@ -485,10 +614,14 @@ print(json.dumps({{"train": train, "observe": time.perf_counter() - t, "checkpoi
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
     out = child(code)
-    return [("observe weights + gradients + spectral (one pass), grokking-fig3 net K = 2048, 300 steps / train",
-             out["observe"] / out["train"],
-             f"{out['checkpoints']} checkpoints (one per 6.5 steps; the study's 2000 steps: one per 15), "
-             f"{out['observe']:.0f} s vs {out['train']:.0f} s, peak RSS {out['rss_mb']:.0f} MB")]
+    return [
+        (
+            "observe weights + gradients + spectral (one pass), grokking-fig3 net K = 2048, 300 steps / train",
+            out["observe"] / out["train"],
+            f"{out['checkpoints']} checkpoints (one per 6.5 steps; the study's 2000 steps: one per 15), "
+            f"{out['observe']:.0f} s vs {out['train']:.0f} s, peak RSS {out['rss_mb']:.0f} MB",
+        )
+    ]
 
 
 def fig3_study() -> dict:
@@ -515,7 +648,9 @@ cfg = {fig3_run()!r}
 data = make_dataset(cfg["task"])
 path = {tmp!r} + "/fig3.pt"
 """
-        train = child(prelude + """
+        train = child(
+            prelude
+            + """
 from featscope.training import train_one
 train_one("warm-up", dict(cfg, train=dict(cfg["train"], steps=5)), data, progress=False)
 t = time.perf_counter()
@@ -523,12 +658,17 @@ result = train_one("fig3", cfg, data, progress=False)
 seconds = time.perf_counter() - t
 io.save_torch(result.checkpoints, path)
 print(json.dumps({"seconds": seconds, "checkpoints": len(result.checkpoints["steps"])}))
-""")
+"""
+        )
         rows = []
         every = {name: {k: v for k, v in p.items() if k != "schedule"} for name, p in study["observables"].items()}
-        for label, families in (("as the study configures them", study["observables"]),
-                                ("every family at every checkpoint", every)):
-            obs = child(prelude + f"""
+        for label, families in (
+            ("as the study configures them", study["observables"]),
+            ("every family at every checkpoint", every),
+        ):
+            obs = child(
+                prelude
+                + f"""
 from featscope.observe import observe_families
 bundle = io.load_torch(path)
 families = {families!r}
@@ -538,11 +678,16 @@ t = time.perf_counter()
 observe_families("fig3", families, bundle, data)
 print(json.dumps({{"seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-""")
-            rows.append((f"observe grokking-fig3 (K = 2048), its full {study['train']['steps']} steps, {label} / train",
-                         obs["seconds"] / train["seconds"],
-                         f"{obs['seconds']:.0f} s vs {train['seconds']:.0f} s; {train['checkpoints']} checkpoints, "
-                         f"peak RSS {obs['rss_mb']:.0f} MB"))
+"""
+            )
+            rows.append(
+                (
+                    f"observe grokking-fig3 (K = 2048), its full {study['train']['steps']} steps, {label} / train",
+                    obs["seconds"] / train["seconds"],
+                    f"{obs['seconds']:.0f} s vs {train['seconds']:.0f} s; {train['checkpoints']} checkpoints, "
+                    f"peak RSS {obs['rss_mb']:.0f} MB",
+                )
+            )
     return rows
 
 
@@ -550,8 +695,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--e2e", action="store_true", help="also time the default workflow end to end")
     parser.add_argument("--wide", action="store_true", help="also observe a grokking-fig3 net (K = 2048)")
-    parser.add_argument("--fig3", action="store_true",
-                        help="instead: train and observe one grokking-fig3 run at its full length (about 9 min)")
+    parser.add_argument(
+        "--fig3",
+        action="store_true",
+        help="instead: train and observe one grokking-fig3 run at its full length (about 9 min)",
+    )
     parser.add_argument("--study", default="results/nonlinearity", help="study folder to read back")
     args = parser.parse_args()
     if args.fig3:
@@ -568,26 +716,60 @@ def main() -> None:
             d.mkdir()
         small, small_jobs = dry_run_seconds(100, dirs[100])
         big, big_jobs = dry_run_seconds(10_000, dirs[10_000])
-        rows.append(("snakemake dry run, 10,000 new runs / 100 new runs (time)", big / small,
-                     f"{big:.1f} s vs {small:.1f} s; {big_jobs} vs {small_jobs} jobs"))
+        rows.append(
+            (
+                "snakemake dry run, 10,000 new runs / 100 new runs (time)",
+                big / small,
+                f"{big:.1f} s vs {small:.1f} s; {big_jobs} vs {small_jobs} jobs",
+            )
+        )
         mark_done(dirs[10_000])
         done, done_jobs = dry_run_seconds(10_000, dirs[10_000])
-        rows.append(("snakemake dry run, 10,000 finished runs / 10,000 new runs (time)", done / big,
-                     f"{done:.1f} s; {'nothing to do' if done_jobs == -1 else f'{done_jobs} jobs'}"))
+        rows.append(
+            (
+                "snakemake dry run, 10,000 finished runs / 10,000 new runs (time)",
+                done / big,
+                f"{done:.1f} s; {'nothing to do' if done_jobs == -1 else f'{done_jobs} jobs'}",
+            )
+        )
     study = REPO / args.study
     if (study / "observables").exists():
         seconds, n, runs_seconds = read_seconds(study)
-        rows.append((f"read all observables of {args.study} / read runs.parquet (time)", seconds / runs_seconds,
-                     f"{n} rows in {seconds:.2f} s"))
+        rows.append(
+            (
+                f"read all observables of {args.study} / read runs.parquet (time)",
+                seconds / runs_seconds,
+                f"{n} rows in {seconds:.2f} s",
+            )
+        )
     if args.e2e:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(REPO / "config", Path(tmp) / "config")
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                            "--directory", tmp, "--cores", "2", "--quiet"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "snakemake",
+                    "--snakefile",
+                    str(REPO / "Snakefile"),
+                    "--directory",
+                    tmp,
+                    "--cores",
+                    "2",
+                    "--quiet",
+                ],
+                check=True,
+                capture_output=True,
+            )
             e2e = time.perf_counter() - t
-        rows.append(("default workflow end to end, --cores 2 / one plain-loop training (time)",
-                     e2e / base["plain"]["seconds"], f"{e2e:.0f} s"))
+        rows.append(
+            (
+                "default workflow end to end, --cores 2 / one plain-loop training (time)",
+                e2e / base["plain"]["seconds"],
+                f"{e2e:.0f} s",
+            )
+        )
     print_rows(rows)
     warning = slurm_plugin_warning()
     if warning:
@@ -608,10 +790,12 @@ def slurm_plugin_warning() -> str | None:
             return None
     except subprocess.TimeoutExpired:
         pass
-    return ("warning: Slurm's client tools are installed but no controller answers, so every Snakemake start "
-            "waited about 10 s in the Slurm plugin's `scontrol show config`: the dry-run and end-to-end rows "
-            "include it. Start the controller (profiles/slurm/local-cluster.sh start) or measure where no "
-            "Slurm tools are installed.")
+    return (
+        "warning: Slurm's client tools are installed but no controller answers, so every Snakemake start "
+        "waited about 10 s in the Slurm plugin's `scontrol show config`: the dry-run and end-to-end rows "
+        "include it. Start the controller (profiles/slurm/local-cluster.sh start) or measure where no "
+        "Slurm tools are installed."
+    )
 
 
 def print_rows(rows: list) -> None:

@@ -1,4 +1,5 @@
 """The long form as pandas makes it: the slow twin of `featscope.observables.rows.frame`."""
+
 import pandas as pd
 
 COLUMNS = ["run", "step", "observable", "layer", "k", "value"]
@@ -15,6 +16,9 @@ def pandas_long_form(run_id: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 def frame_of(rows) -> pd.DataFrame:
     """A `Rows` as plain row tuples, one by one."""
-    records = [(int(s), b.observable, b.layer, None if k < 0 else int(k), float(v))
-               for b in rows.blocks for s, k, v in zip(b.step, b.k, b.value)]
+    records = [
+        (int(s), b.observable, b.layer, None if k < 0 else int(k), float(v))
+        for b in rows.blocks
+        for s, k, v in zip(b.step, b.k, b.value)
+    ]
     return pd.DataFrame(records, columns=COLUMNS[1:]).astype({"step": "int64", "value": "float64"})

@@ -1,4 +1,5 @@
 """glibc's heap: freed blocks kept for reuse, and given back once much of the heap is free."""
+
 import os
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """A corpus of malformed configs: each is rejected before any job starts, naming the key."""
+
 import os
 import pathlib
 import subprocess
@@ -54,9 +55,22 @@ def test_good_base_config_passes():
 def test_real_snakemake_refuses_before_any_job(tmp_path, name):
     (tmp_path / "config.yaml").write_text((CORPUS[0].parent / f"{name}.yaml").read_text())
     done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-         str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode != 0
     assert expected(CORPUS[0].parent / f"{name}.yaml") in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()

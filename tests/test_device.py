@@ -1,4 +1,5 @@
 """What of the GPU path can be tested without a GPU."""
+
 import pytest
 import torch
 
@@ -52,15 +53,19 @@ def test_trains_on_cuda_asks_torch_only_where_a_gpu_could_be(monkeypatch):
 def test_gpu_device_files_finds_driver_files(monkeypatch):
     from featscope import device
 
-    monkeypatch.setattr(device.glob, "glob", lambda p: {"/dev/nvidia[0-9]*": ["/dev/nvidia0", "/dev/nvidia1"],
-                                                         "/dev/kfd": ["/dev/kfd"]}.get(p, []))
+    monkeypatch.setattr(
+        device.glob,
+        "glob",
+        lambda p: {"/dev/nvidia[0-9]*": ["/dev/nvidia0", "/dev/nvidia1"], "/dev/kfd": ["/dev/kfd"]}.get(p, []),
+    )
     assert device.gpu_device_files() == ["/dev/nvidia0", "/dev/nvidia1", "/dev/kfd"]
 
 
-
-@pytest.mark.parametrize("train", ['train_one("r", cfg, data, progress=False)',
-                                   'train_packed([("r", cfg)], data, progress=False)'],
-                         ids=["train_one", "train_packed"])
+@pytest.mark.parametrize(
+    "train",
+    ['train_one("r", cfg, data, progress=False)', 'train_packed([("r", cfg)], data, progress=False)'],
+    ids=["train_one", "train_packed"],
+)
 def test_training_flushes_subnormals_in_every_thread_of_its_pool(train):
     """A job's first torch parallel region starts after the trainer's entry, so every thread of
     the pool treats subnormals as zero (on Intel CPUs they take a slow path: see

@@ -1,4 +1,5 @@
 """Real-format MNIST and CIFAR-10 files written by the test; nothing is downloaded."""
+
 import gzip
 import hashlib
 import io as _io
@@ -34,17 +35,20 @@ def offline_sources(tmp_path, monkeypatch):
     src.mkdir()
     rng = np.random.default_rng(0)
     mnist = []
-    for name, array in [("train-images-idx3-ubyte.gz", rng.integers(0, 256, (60, 28, 28))),
-                        ("train-labels-idx1-ubyte.gz", np.arange(60) % 10),
-                        ("t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28))),
-                        ("t10k-labels-idx1-ubyte.gz", np.arange(20) % 10)]:
+    for name, array in [
+        ("train-images-idx3-ubyte.gz", rng.integers(0, 256, (60, 28, 28))),
+        ("train-labels-idx1-ubyte.gz", np.arange(60) % 10),
+        ("t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28))),
+        ("t10k-labels-idx1-ubyte.gz", np.arange(20) % 10),
+    ]:
         checksum = write(src / name, gzip.compress(idx_bytes(array)))
         mnist.append(((src / name).as_uri(), name, checksum))
     buffer = _io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, n in [("data_batch_1", 30), ("data_batch_2", 30), ("test_batch", 20)]:
-            blob = pickle.dumps({b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-                                 b"labels": list(np.arange(n) % 10)})
+            blob = pickle.dumps(
+                {b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), b"labels": list(np.arange(n) % 10)}
+            )
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(blob)
             tar.addfile(info, _io.BytesIO(blob))
@@ -77,9 +81,14 @@ def test_cifar10_and_the_cifar_models(offline_sources):
 def test_cnn_trains_and_is_observed(offline_sources):
     task = {"name": "mnist", "n_train": 40, "n_test": 10, "seed": 0}
     data = make_dataset(task)
-    cfg = {"task": task, "model": {"name": "cnn", "width": 16, "batch_norm": True},
-           "optim": {"name": "adam", "lr": 0.01, "batch_size": 20, "train": "readout"},
-           "train": {"steps": 4, "loss": "cross_entropy"}, "schedule": {"every": 2}, "seed": 0}
+    cfg = {
+        "task": task,
+        "model": {"name": "cnn", "width": 16, "batch_norm": True},
+        "optim": {"name": "adam", "lr": 0.01, "batch_size": 20, "train": "readout"},
+        "train": {"steps": 4, "loss": "cross_entropy"},
+        "schedule": {"every": 2},
+        "seed": 0,
+    }
     result = train_one("cnn", cfg, data, progress=False)
     frame = observe_run("cnn", "spectral", result.checkpoints, data, {"top": 3})
     drift = frame[frame.observable == "drift_init"].value

@@ -4,21 +4,28 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from long_form import pandas_long_form
 
-from featscope.models import OneHotNet, ModularNet
+from featscope.models import ModularNet, OneHotNet
 from featscope.observables import dynamics as dyn
 from featscope.training import zero_mean_mse
-from long_form import pandas_long_form
 
 
 def _stacked_models(depth: int):
     """The three models the library evaluates as batched products, each with its task and loss."""
-    return pytest.mark.parametrize("model,task,loss", [
-        ({"name": "mlp", "width": 16, "depth": depth},
-         {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0}, "mse"),
-        ({"name": "modnet", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "cross_entropy"),
-        ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
-    ], ids=["mlp", "modnet", "onehot"])
+    return pytest.mark.parametrize(
+        "model,task,loss",
+        [
+            (
+                {"name": "mlp", "width": 16, "depth": depth},
+                {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0},
+                "mse",
+            ),
+            ({"name": "modnet", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "cross_entropy"),
+            ({"name": "onehot", "width": 12}, {"name": "modadd", "M": 7, "train_fraction": 0.6}, "zero_mean_mse"),
+        ],
+        ids=["mlp", "modnet", "onehot"],
+    )
 
 
 def test_pairwise_cosine_matches_loop():
@@ -43,7 +50,7 @@ def test_dynamics_over_stacks_match_loops_map_by_map():
     rows[2, 1:] = 0  # one live row: no pairs
     rows[3] = 0
     want = [_loop_cosine(r) for r in rows]
-    for block in (2 ** 30, 6 * 9 * 8):  # all sets at once; one at a time
+    for block in (2**30, 6 * 9 * 8):  # all sets at once; one at a time
         got = dyn.batched_mean_pairwise_cosine(rows, block_bytes=block).numpy()
         assert np.allclose(got, want, rtol=1e-12, equal_nan=True) and np.isnan(got[2:]).all()
     feats = torch.randn(5, 30, 4, generator=gen) + 3.0
@@ -52,7 +59,7 @@ def test_dynamics_over_stacks_match_loops_map_by_map():
     diag, off = dyn.batched_gram_statistics(feats)
     assert np.allclose(diag, [np.diag(g).mean() for g in grams], rtol=1e-12)
     assert np.allclose(off, [(g.sum() - np.trace(g)) / 12 for g in grams], rtol=1e-10)
-    for block in (2 ** 30, 30 * 4 * 8 * 2):  # all maps at once; two at a time
+    for block in (2**30, 30 * 4 * 8 * 2):  # all maps at once; two at a time
         norms = dyn.batched_norms(feats, block_bytes=block)
         assert np.allclose(norms, [np.sqrt((f.double().numpy() ** 2).sum()) for f in feats], rtol=1e-12)
 
@@ -72,8 +79,7 @@ def test_effective_rank_of_isotropic_and_rank_one():
 def test_fourier_purity_of_pure_and_mixed_neurons(m):
     z = torch.arange(m, dtype=torch.float64)
     pure = torch.stack([torch.cos(2 * math.pi * 3 * z / m), torch.sin(2 * math.pi * 3 * z / m + 1.0)])
-    mixed = torch.stack([torch.cos(2 * math.pi * 1 * z / m) + torch.cos(2 * math.pi * 2 * z / m),
-                         torch.zeros(m)])
+    mixed = torch.stack([torch.cos(2 * math.pi * 1 * z / m) + torch.cos(2 * math.pi * 2 * z / m), torch.zeros(m)])
     purity, freq = dyn.fourier_purity(torch.stack([pure, mixed]))
     assert purity[0] == pytest.approx(1.0) and freq[0] == 3
     assert purity[1] == pytest.approx(0.5) and freq[1] in (1, 2)
@@ -118,9 +124,14 @@ def _small_mlp_run(steps: int, every: int):
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
-    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
-           "model": {"name": "mlp", "width": 16, "depth": 2}, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"steps": steps, "loss": "mse"}, "schedule": {"every": every}, "seed": 0}
+    cfg = {
+        "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 50, "n_test": 0, "seed": 0},
+        "model": {"name": "mlp", "width": 16, "depth": 2},
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": steps, "loss": "mse"},
+        "schedule": {"every": every},
+        "seed": 0,
+    }
     data = make_dataset(cfg["task"])
     return train_one("r", cfg, data, progress=False).checkpoints, data
 
@@ -129,6 +140,7 @@ def test_observe_chunks_shrink_for_wide_features_and_give_the_same_rows(monkeypa
     """Checkpoints are observed in chunks sized to a feature budget; the rows do not depend
     on the chunking (families that compare checkpoints carry state across chunks)."""
     from featscope import observe
+
     bundle, data = _small_mlp_run(steps=40, every=4)
     families = {"nonlinearity": {}, "linreg": {}, "spectral": {"top": 3}, "weights": {}, "gradients": {}}
     whole = observe.observe_families("r", families, bundle, data)
@@ -149,8 +161,14 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
     from featscope.tasks import make_dataset
     from featscope.training import loss_fn, per_run_loss_and_gradient, task_kind, train_one
 
-    cfg = {"task": {**task, "seed": 0}, "model": model, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 20, "loss": loss}, "schedule": {"every": 5}, "seed": 0}
+    cfg = {
+        "task": {**task, "seed": 0},
+        "model": model,
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 20, "loss": loss},
+        "schedule": {"every": 5},
+        "seed": 0,
+    }
     data = make_dataset(cfg["task"])
     bundle = train_one("r", cfg, data, progress=False).checkpoints
     [snap] = list(snapshots(bundle, data))
@@ -159,9 +177,18 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
     y = torch.as_tensor(data["y_train"])
     y = y.float() if y.is_floating_point() else y.long()
     criterion = loss_fn(task_kind(task["name"]), loss)
-    batched = rows.frame("r", [families._gradient_frame(snap.steps, *families._stacked_gradients(
-        snap, x, y, per_run_loss_and_gradient(task_kind(task["name"]), loss)))])
-    alone = rows.frame("r", [families._gradient_frame(snap.steps, *families._one_by_one_gradients(snap, x, y, criterion))])
+    batched = rows.frame(
+        "r",
+        [
+            families._gradient_frame(
+                snap.steps,
+                *families._stacked_gradients(snap, x, y, per_run_loss_and_gradient(task_kind(task["name"]), loss)),
+            )
+        ],
+    )
+    alone = rows.frame(
+        "r", [families._gradient_frame(snap.steps, *families._one_by_one_gradients(snap, x, y, criterion))]
+    )
     # float32 products summed in another order (batched vs per-model)
     pd.testing.assert_frame_equal(batched, alone, check_exact=False, rtol=1e-4, atol=1e-7)
     # Brute-force twin: each checkpoint's model, autograd and the definitions, one by one.
@@ -173,7 +200,7 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
             h.retain_grad()
         criterion(out, y).backward()
         grads = {n: p.grad.double() for n, p in model_i.named_parameters() if p.grad is not None}
-        want = {("grad_norm", None): math.sqrt(sum(float((g ** 2).sum()) for g in grads.values()))}
+        want = {("grad_norm", None): math.sqrt(sum(float((g**2).sum()) for g in grads.values()))}
         want.update({("grad_norm", layer_of_parameter(n)): float(g.norm()) for n, g in grads.items() if g.dim() >= 2})
         if "hidden.0.weight" in grads:
             want[("grad_cosine_neurons", "h1")] = _loop_cosine(grads["hidden.0.weight"])
@@ -186,12 +213,15 @@ def test_gradients_batched_over_checkpoints_match_one_model_at_a_time(model, tas
         at_step = batched[batched.step == step]
         assert len(at_step) == len(want)
         for (name, layer), value in want.items():
-            row = at_step[(at_step.observable == name) & (at_step.layer.isna() if layer is None else at_step.layer == layer)]
+            row = at_step[
+                (at_step.observable == name) & (at_step.layer.isna() if layer is None else at_step.layer == layer)
+            ]
             assert len(row) == 1 and np.isclose(row.value.iloc[0], value, rtol=1e-4, atol=1e-7), (name, layer)
 
 
 def test_features_are_computed_once_per_chunk_and_only_for_families_that_use_them(monkeypatch):
     from featscope import observe
+
     bundle, data = _small_mlp_run(steps=20, every=5)
     sizes = []
     batched_forward = observe._batched_forward
@@ -208,14 +238,19 @@ def test_features_are_computed_once_per_chunk_and_only_for_families_that_use_the
     assert sizes == [1, 5]  # one forward pass of the chunk's 5 checkpoints for three families
 
 
-@pytest.mark.parametrize("first", ["nonlinearity", "linreg"],
-                         ids=["subsets-picked-from-the-chunk", "subsets-evaluated-alone"])
+@pytest.mark.parametrize(
+    "first", ["nonlinearity", "linreg"], ids=["subsets-picked-from-the-chunk", "subsets-evaluated-alone"]
+)
 def test_a_family_observes_only_the_checkpoints_its_own_schedule_names(first):
     from featscope import observe
+
     bundle, data = _small_mlp_run(steps=45, every=5)
     every = observe.observe_families("r", {"linreg": {}, "spectral": {"top": 3}, "nonlinearity": {}}, bundle, data)
-    sparse_families = {"linreg": {"schedule": {"every": 20}}, "spectral": {"top": 3, "schedule": {"every": 15}},
-                       "nonlinearity": {}}
+    sparse_families = {
+        "linreg": {"schedule": {"every": 20}},
+        "spectral": {"top": 3, "schedule": {"every": 15}},
+        "nonlinearity": {},
+    }
     # The first family decides whether the chunk's features exist when the others pick theirs.
     sparse_families = {first: sparse_families[first], **sparse_families}
     sparse = observe.observe_families("r", sparse_families, bundle, data)
@@ -230,19 +265,21 @@ def test_a_family_observes_only_the_checkpoints_its_own_schedule_names(first):
             got = sparse[name][sparse[name].observable != "drift_prev"]
         else:
             got = sparse[name]
-        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True),
-                                      check_exact=False, rtol=1e-9, atol=1e-12)
-
+        pd.testing.assert_frame_equal(
+            got.reset_index(drop=True), want.reset_index(drop=True), check_exact=False, rtol=1e-9, atol=1e-12
+        )
 
 
 def test_pre_activations_picked_for_a_scheduled_family_match_every_checkpoint():
     # spectral evaluates the whole chunk; nonlinearity, on a schedule of its own, then reads
     # the pre-activations of its checkpoints, picked from the chunk's only when asked for.
     from featscope import observe
+
     bundle, data = _small_mlp_run(steps=45, every=5)
     every = observe.observe_families("r", {"nonlinearity": {}}, bundle, data)["nonlinearity"]
-    sparse = observe.observe_families("r", {"spectral": {"top": 3}, "nonlinearity": {"schedule": {"every": 10}}},
-                                      bundle, data)["nonlinearity"]
+    sparse = observe.observe_families(
+        "r", {"spectral": {"top": 3}, "nonlinearity": {"schedule": {"every": 10}}}, bundle, data
+    )["nonlinearity"]
     assert sorted(set(sparse.step)) == [0, 10, 20, 30, 40, 45]
     want = every[every.step.isin(set(sparse.step))].reset_index(drop=True)
     pd.testing.assert_frame_equal(sparse, want)
@@ -250,6 +287,7 @@ def test_pre_activations_picked_for_a_scheduled_family_match_every_checkpoint():
 
 def test_families_on_one_schedule_share_its_checkpoints_grams(monkeypatch):
     from featscope import observe
+
     bundle, data = _small_mlp_run(steps=45, every=5)
     formed = []
     real = observe._linreg.augmented_grams
@@ -260,11 +298,13 @@ def test_families_on_one_schedule_share_its_checkpoints_grams(monkeypatch):
 
     monkeypatch.setattr(observe._linreg, "augmented_grams", counted)
     sparse = {"schedule": {"every": 15}}
-    frames = observe.observe_families("r", {"nonlinearity": {}, "linreg": sparse,
-                                            "spectral": {"top": 3, **sparse}}, bundle, data)
+    frames = observe.observe_families(
+        "r", {"nonlinearity": {}, "linreg": sparse, "spectral": {"top": 3, **sparse}}, bundle, data
+    )
     # h1 and h2 of the 4 scheduled checkpoints, once each: spectral reuses linreg's h2 Gram.
     assert len(formed) == 2 and all(shape[0] == 4 for shape in formed)
     assert sorted(set(frames["linreg"].step)) == sorted(set(frames["spectral"].step)) == [0, 15, 30, 45]
+
 
 def _weights_one_checkpoint_at_a_time(snap, params, state):
     """The weights family's definitions applied checkpoint by checkpoint with the one-map
@@ -281,26 +321,41 @@ def _weights_one_checkpoint_at_a_time(snap, params, state):
             layer = layer_of_parameter(name)
             norm_prev, norm_init = prev[name].norm(), init[name].norm()
             delta, dist = (w - prev[name]).norm(), (w - init[name]).norm()
-            rows += [(int(step), obs, layer, None, float(v)) for obs, v in {
-                "weight_norm": w.norm(), "weight_delta_norm": delta,
-                "weight_delta_rel": delta / norm_prev if norm_prev > 0 else float("nan"),
-                "weight_init_distance": dist,
-                "weight_init_rel": dist / norm_init if norm_init > 0 else float("nan")}.items()]
+            rows += [
+                (int(step), obs, layer, None, float(v))
+                for obs, v in {
+                    "weight_norm": w.norm(),
+                    "weight_delta_norm": delta,
+                    "weight_delta_rel": delta / norm_prev if norm_prev > 0 else float("nan"),
+                    "weight_init_distance": dist,
+                    "weight_init_rel": dist / norm_init if norm_init > 0 else float("nan"),
+                }.items()
+            ]
         flat = torch.cat([w.flatten() for w in current.values()])
         if "prev_flat" in state and "prev_update" in state:
-            rows.append((int(step), "update_cosine", None, None,
-                         dyn.cosine(flat - state["prev_flat"], state["prev_update"])))
+            rows.append(
+                (int(step), "update_cosine", None, None, dyn.cosine(flat - state["prev_flat"], state["prev_update"]))
+            )
         if "prev_flat" in state:
             state["prev_update"] = flat - state["prev_flat"]
         state["prev_flat"], state["prev"] = flat, current
         w1 = snap.params["hidden.0.weight"][i]
-        rows += [(int(step), "feature_diversity", "h1", None, dyn.feature_diversity(w1)),
-                 (int(step), "weight_effective_rank", "h1", None, dyn.effective_rank(w1))]
+        rows += [
+            (int(step), "feature_diversity", "h1", None, dyn.feature_diversity(w1)),
+            (int(step), "weight_effective_rank", "h1", None, dyn.effective_rank(w1)),
+        ]
         if hasattr(snap.model_type(), "input_weights"):
             purity, freq = dyn.fourier_purity(snap.model_at(i).input_weights().detach())
             rows += [(int(step), "fourier_purity", "h1", j, p) for j, p in enumerate(purity.tolist())]
-            rows.append((int(step), "fourier_frequencies", "h1", None,
-                         dyn.distinct_of(purity, freq, params.get("min_purity", 0.5))))
+            rows.append(
+                (
+                    int(step),
+                    "fourier_frequencies",
+                    "h1",
+                    None,
+                    dyn.distinct_of(purity, freq, params.get("min_purity", 0.5)),
+                )
+            )
     frame = pd.DataFrame(rows, columns=["step", "observable", "layer", "k", "value"])
     frame["k"] = frame["k"].astype("Int64")
     return frame
@@ -315,8 +370,14 @@ def test_weights_batched_over_checkpoints_match_one_checkpoint_at_a_time(model, 
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
-    cfg = {"task": {**task, "seed": 0}, "model": model, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 20, "loss": loss}, "schedule": {"every": 2}, "seed": 0}
+    cfg = {
+        "task": {**task, "seed": 0},
+        "model": model,
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 20, "loss": loss},
+        "schedule": {"every": 2},
+        "seed": 0,
+    }
     data = make_dataset(cfg["task"])
     bundle = train_one("r", cfg, data, progress=False).checkpoints
     bundle["params"]["hidden.0.weight"][:, 0] = 0
@@ -332,6 +393,7 @@ def test_weights_batched_over_checkpoints_match_one_checkpoint_at_a_time(model, 
 
 def test_checkpoints_split_into_chunks_as_even_as_they_go(monkeypatch):
     from featscope import observe
+
     bundle, data = _small_mlp_run(steps=50, every=5)  # 11 checkpoints
     monkeypatch.setattr(observe, "MAX_CHUNK", 8)
     chunks = [snap.steps.tolist() for snap in observe.snapshots(bundle, data)]
@@ -348,8 +410,14 @@ def test_active_rates_of_the_pre_activation_pass_match_each_checkpoints_model(mo
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
-    cfg = {"task": {**task, "seed": 0}, "model": model, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"steps": 30, "loss": loss}, "schedule": {"every": 3}, "seed": 0}
+    cfg = {
+        "task": {**task, "seed": 0},
+        "model": model,
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 30, "loss": loss},
+        "schedule": {"every": 3},
+        "seed": 0,
+    }
     data = make_dataset(cfg["task"])
     bundle = train_one("r", cfg, data, progress=False).checkpoints
     x = torch.as_tensor(data["x_train"])
@@ -375,6 +443,7 @@ def test_active_rates_take_checkpoints_a_selection_evaluated_from_its_features(m
     """With linreg on a sparser schedule, nonlinearity reads the rates of linreg's checkpoints
     off their features, and the pre-activation pass forms only the others."""
     from featscope import observe
+
     bundle, data = _small_mlp_run(steps=45, every=5)
     streamed = []
     stream = observe.stacked_pre_activations

@@ -1,4 +1,5 @@
 """The conda environment used by the rules pins exactly what pyproject.toml pins."""
+
 import pathlib
 import re
 import tomllib

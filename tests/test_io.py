@@ -1,4 +1,5 @@
 """Atomic writes: a writer killed at any moment never leaves a partial file under the final name."""
+
 import os
 import signal
 import subprocess

@@ -69,10 +69,14 @@ def test_matches_lstsq_on_a_trained_networks_hidden_features():
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
-    cfg = {"task": {"name": "sin2", "d": 10, "f": 10, "n_train": 500, "n_test": 0, "seed": 0},
-           "model": {"name": "mlp", "width": 100, "depth": 2, "activation": "relu"},
-           "optim": {"name": "adam", "lr": 0.001}, "train": {"steps": 560, "loss": "mse"},
-           "schedule": {"every": 10}, "seed": 0}
+    cfg = {
+        "task": {"name": "sin2", "d": 10, "f": 10, "n_train": 500, "n_test": 0, "seed": 0},
+        "model": {"name": "mlp", "width": 100, "depth": 2, "activation": "relu"},
+        "optim": {"name": "adam", "lr": 0.001},
+        "train": {"steps": 560, "loss": "mse"},
+        "schedule": {"every": 10},
+        "seed": 0,
+    }
     data = make_dataset(cfg["task"])
     bundle = train_one("r", cfg, data, progress=False).checkpoints
     for snap in snapshots(bundle, data):

@@ -49,7 +49,7 @@ def test_active_rate_batched_over_checkpoints_and_nan_inactive():
 
 def test_active_rate_counts_do_not_wrap_on_many_samples():
     # 16-bit counters serve fewer than 2**16 samples; past that the counts must still be exact.
-    for n in (2 ** 16 - 1, 2 ** 16 + 3):
+    for n in (2**16 - 1, 2**16 + 3):
         pre = torch.ones(n, 3)
         pre[:5, 1] = -1.0
         pre[:, 2] = -1.0
@@ -59,6 +59,7 @@ def test_active_rate_counts_do_not_wrap_on_many_samples():
 
 def test_active_rate_in_blocks_of_maps_with_a_remainder(monkeypatch):
     from featscope.observables import nonlinearity
+
     pre = torch.randn(2, 5, 37, 11)  # 10 maps
     monkeypatch.setattr(nonlinearity, "_BLOCK_BYTES", 3 * 37 * 11)  # blocks of 3: 3 + 3 + 3 + 1
     got = active_rate(pre).numpy()

@@ -1,4 +1,5 @@
 """Packed training against its twin: each run trained alone with `train_one`."""
+
 import shutil
 
 import numpy as np
@@ -25,8 +26,11 @@ MODADD = {
     "train": {"steps": 60, "loss": "zero_mean_mse", "eval_every": 5},
     "schedule": {"every": 10},
 }
-READOUT = {**SIN2, "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "train": "readout"},
-           "train": {"steps": 50, "loss": "mse"}}
+READOUT = {
+    **SIN2,
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "train": "readout"},
+    "train": {"steps": 50, "loss": "mse"},
+}
 
 
 def assert_same_as_alone(runs, data, got, rtol=1e-4, atol=1e-5):
@@ -146,8 +150,10 @@ def torch_threads(request):
 def test_a_runs_numbers_do_not_depend_on_its_pack(cfg, torch_threads):
     # On one thread a lone run is a pack of one; on two it trains beside a copy of itself.
     data = make_dataset(cfg["task"])
-    runs = [(f"run-{s}", {**cfg, "seed": s, "optim": {**cfg["optim"], **values}})
-            for s, values in VALUES + [(3, {"lr": 0.01}), (4, {})]]
+    runs = [
+        (f"run-{s}", {**cfg, "seed": s, "optim": {**cfg["optim"], **values}})
+        for s, values in VALUES + [(3, {"lr": 0.01}), (4, {})]
+    ]
     in_pack = train_packed(runs, data)
     for i in (0, 3):
         for result in (packed.train_alone_packed(*runs[i], data), train_packed([runs[i], runs[1]], data)[0]):
@@ -217,8 +223,14 @@ def test_stacked_forward_gives_a_plain_networks_loss_and_gradients():
     from featscope.stacked import stacked_features, stacked_forward
 
     torch.manual_seed(0)
-    shapes = {"hidden.0.weight": (3, 7, 5), "hidden.0.bias": (3, 7), "hidden.1.weight": (3, 6, 7),
-              "hidden.1.bias": (3, 6), "readout.weight": (3, 1, 6), "readout.bias": (3, 1)}
+    shapes = {
+        "hidden.0.weight": (3, 7, 5),
+        "hidden.0.bias": (3, 7),
+        "hidden.1.weight": (3, 6, 7),
+        "hidden.1.bias": (3, 6),
+        "readout.weight": (3, 1, 6),
+        "readout.bias": (3, 1),
+    }
     base = {k: torch.randn(s, dtype=torch.float64) for k, s in shapes.items()}
     x, y = torch.randn(11, 5, dtype=torch.float64), torch.randn(3, 11, 1, dtype=torch.float64)
 
@@ -235,8 +247,10 @@ def test_stacked_forward_gives_a_plain_networks_loss_and_gradients():
 
     cfg = {"name": "mlp", "activation": "relu"}
     want_loss, want = grads(reference)
-    for forward in (lambda p: stacked_forward(cfg, p, x, shared=True),
-                    lambda p: stacked_features(cfg, p, x, shared=True)[0]):
+    for forward in (
+        lambda p: stacked_forward(cfg, p, x, shared=True),
+        lambda p: stacked_features(cfg, p, x, shared=True)[0],
+    ):
         loss, got = grads(forward)
         assert torch.allclose(loss, want_loss, rtol=1e-12)
         for g, w in zip(got, want):
@@ -252,18 +266,27 @@ def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name):
     from featscope.batched_optim import BatchedOptimizer
     from featscope.training import _optimizer, _warmup
 
-    optims = [{"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "warmup_steps": 0},
-              {"name": name, "lr": 3e-2, "weight_decay": 0.1, "momentum": 0.5, "warmup_steps": 4},
-              {"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0, "warmup_steps": 0}]
+    optims = [
+        {"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "warmup_steps": 0},
+        {"name": name, "lr": 3e-2, "weight_decay": 0.1, "momentum": 0.5, "warmup_steps": 4},
+        {"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0, "warmup_steps": 0},
+    ]
     gen = torch.Generator().manual_seed(0)
-    stacked = [torch.randn(3, 7, 5, generator=gen), torch.randn(3, 7, generator=gen), torch.randn(3, 1, 7, generator=gen)]
+    stacked = [
+        torch.randn(3, 7, 5, generator=gen),
+        torch.randn(3, 7, generator=gen),
+        torch.randn(3, 1, 7, generator=gen),
+    ]
     alone = [[p[i].clone() for p in stacked] for i in range(3)]
     batched = BatchedOptimizer(stacked, optims)
     twins = [_optimizer(o, ps) for o, ps in zip(optims, alone)]
     warmups = [torch.optim.lr_scheduler.LambdaLR(t, _warmup(o["warmup_steps"])) for t, o in zip(twins, optims)]
     for _ in range(12):
-        grads = [torch.randn(3, 5, 7, generator=gen).mT, torch.randn(3, 7, generator=gen),
-                 torch.randn(3, 1, 7, generator=gen)]  # the first not contiguous
+        grads = [
+            torch.randn(3, 5, 7, generator=gen).mT,
+            torch.randn(3, 7, generator=gen),
+            torch.randn(3, 1, 7, generator=gen),
+        ]  # the first not contiguous
         for p, g in zip(stacked, grads):
             p.grad = g
         batched.step()
@@ -277,10 +300,12 @@ def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name):
             assert torch.equal(p[i], q)
 
 
-TWIN_MODELS = {"mlp-relu": {"name": "mlp", "width": 7, "depth": 2, "activation": "relu"},
-               "mlp-tanh": {"name": "mlp", "width": 6, "depth": 3, "activation": "tanh"},
-               "modnet": {"name": "modnet", "width": 5},
-               "onehot-square": {"name": "onehot", "width": 9, "activation": "square", "bias": False}}
+TWIN_MODELS = {
+    "mlp-relu": {"name": "mlp", "width": 7, "depth": 2, "activation": "relu"},
+    "mlp-tanh": {"name": "mlp", "width": 6, "depth": 3, "activation": "tanh"},
+    "modnet": {"name": "modnet", "width": 5},
+    "onehot-square": {"name": "onehot", "width": 9, "activation": "square", "bias": False},
+}
 
 
 @pytest.mark.parametrize("readout_only", [False, True], ids=["all", "readout"])
@@ -304,8 +329,11 @@ def test_hand_written_training_pass_gives_each_models_autograd_gradients(model, 
     else:
         x_all = torch.randint(0, classes, (runs, n, 2), generator=gen)
     kind = "regression" if loss == "mse" else "classification"
-    y_all = (torch.randn(runs, n, classes, generator=gen, dtype=torch.float64) if kind == "regression"
-             else torch.randint(0, classes, (runs, n), generator=gen))
+    y_all = (
+        torch.randn(runs, n, classes, generator=gen, dtype=torch.float64)
+        if kind == "regression"
+        else torch.randint(0, classes, (runs, n), generator=gen)
+    )
     x = x_all[0] if shared else x_all
     y = y_all[0].expand(runs, *y_all.shape[1:]) if shared else y_all
     models = []

@@ -15,10 +15,11 @@ def four_phase_curves(t1=50, t2=500, t3=1500, total=3000, n2=14, n_final=60, rat
         n_final,
     )
     neurons = np.round(neurons + rng.integers(-1, 2, len(steps)))
-    loss = np.select([steps <= t1, steps <= t2, steps <= t3],
-                     [25 * np.exp(-steps * np.log(25) / t1), np.ones(len(steps)),
-                      np.exp(-(steps - t2) * np.log(10) / (t3 - t2))],
-                     0.1 * np.exp(-rate * (steps - t3)))
+    loss = np.select(
+        [steps <= t1, steps <= t2, steps <= t3],
+        [25 * np.exp(-steps * np.log(25) / t1), np.ones(len(steps)), np.exp(-(steps - t2) * np.log(10) / (t3 - t2))],
+        0.1 * np.exp(-rate * (steps - t3)),
+    )
     return steps, loss * np.exp(0.01 * rng.standard_normal(len(steps))), neurons
 
 

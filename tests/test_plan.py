@@ -1,15 +1,28 @@
 """The work plan: staleness by file age, stamps, and which due work goes into which pack."""
+
 import os
 import time
 from pathlib import Path
 
-import itertools
+from featscope.plan import (
+    Pack,
+    RunFiles,
+    covered_studies,
+    due_work,
+    is_stale,
+    plan_datasets,
+    plan_study,
+    spread,
+    write_stamp,
+)
 
-from featscope.plan import (Pack, RunFiles, covered_studies, due_work, is_stale, plan_datasets, plan_study, spread,
-                            write_stamp)
-
-MLP = {"task": {"name": "sin2"}, "model": {"name": "mlp", "width": 8, "depth": 2},
-       "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 10}, "schedule": {"every": 5}}
+MLP = {
+    "task": {"name": "sin2"},
+    "model": {"name": "mlp", "width": 8, "depth": 2},
+    "optim": {"name": "adam", "lr": 0.01},
+    "train": {"steps": 10},
+    "schedule": {"every": 5},
+}
 
 
 def touch(path, age=0.0):
@@ -20,11 +33,15 @@ def touch(path, age=0.0):
 
 
 def files(root, run, families=("nonlinearity", "linreg")):
-    return RunFiles(stamp=str(root / ".plan" / f"{run}.json"), data=str(root / "data.npz"),
-                    checkpoints=str(root / "ck" / f"{run}.pt"), metrics=str(root / "m" / f"{run}.parquet"),
-                    info=str(root / "ck" / f"{run}.json"),
-                    observables={f: str(root / f"family={f}" / f"{run}.parquet") for f in families},
-                    family_stamps={f: str(root / ".plan" / f"family={f}.json") for f in families})
+    return RunFiles(
+        stamp=str(root / ".plan" / f"{run}.json"),
+        data=str(root / "data.npz"),
+        checkpoints=str(root / "ck" / f"{run}.pt"),
+        metrics=str(root / "m" / f"{run}.parquet"),
+        info=str(root / "ck" / f"{run}.json"),
+        observables={f: str(root / f"family={f}" / f"{run}.parquet") for f in families},
+        family_stamps={f: str(root / ".plan" / f"family={f}.json") for f in families},
+    )
 
 
 def done(f: RunFiles, age=10.0):
@@ -70,14 +87,19 @@ def test_due_work_follows_file_ages(tmp_path):
 
 
 def test_only_due_runs_that_share_shapes_are_packed(tmp_path):
-    runs = [(f"w-{w}__seed-{s}", {**MLP, "model": {**MLP["model"], "width": w}, "seed": s})
-            for w in (8, 16) for s in range(3)]
+    runs = [
+        (f"w-{w}__seed-{s}", {**MLP, "model": {**MLP["model"], "width": w}, "seed": s})
+        for w in (8, 16)
+        for s in range(3)
+    ]
     runs.append(("cnn__seed-0", {**MLP, "model": {"name": "cnn", "width": 4}, "seed": 0}))
     all_files = {r: files(tmp_path, r) for r, _ in runs}
     done(all_files["w-8__seed-0"])  # already trained and observed
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
-    assert sorted(p.members for p in train) == [["w-16__seed-0", "w-16__seed-1", "w-16__seed-2"],
-                                             ["w-8__seed-1", "w-8__seed-2"]]
+    assert sorted(p.members for p in train) == [
+        ["w-16__seed-0", "w-16__seed-1", "w-16__seed-2"],
+        ["w-8__seed-1", "w-8__seed-2"],
+    ]
     assert [p.members for p in observe] == [[r for r, _ in runs[1:6]]]  # not the CNN: it observes alone
     assert observe[0].families["w-8__seed-1"] == ["nonlinearity", "linreg"]
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=2)

@@ -1,4 +1,5 @@
 """A training process killed with SIGKILL resumes to the identical result."""
+
 import os
 import signal
 import subprocess
@@ -9,8 +10,8 @@ import pandas as pd
 import torch
 
 from featscope.io import load_torch
-from featscope.tasks import make_dataset, save_dataset
 from featscope.packed import train_alone_packed
+from featscope.tasks import make_dataset, save_dataset
 
 CFG = {
     "task": {"name": "sin2", "d": 5, "f": 3, "n_train": 200, "n_test": 50, "seed": 0},

@@ -1,15 +1,19 @@
 import numpy as np
 import pandas as pd
 import pytest
+from long_form import frame_of, pandas_long_form
 
 from featscope.observables.rows import NO_K, Block, Rows, frame
-from long_form import frame_of, pandas_long_form
 
 
 def _chunk(steps, rng, interleave=False):
     steps = np.asarray(steps)
-    blocks = [("nonlinear_neurons", "h2", steps[:, None]), ("active_rate", "h1", rng.random((len(steps), 3))),
-              ("update_cosine", None, steps[:, None]), ("active_rate", "h10", rng.random((len(steps), 2)))]
+    blocks = [
+        ("nonlinear_neurons", "h2", steps[:, None]),
+        ("active_rate", "h1", rng.random((len(steps), 3))),
+        ("update_cosine", None, steps[:, None]),
+        ("active_rate", "h10", rng.random((len(steps), 2))),
+    ]
     rows = Rows.per_checkpoint(steps, [(o, layer, v[:, 0] if v.shape[1] == 1 else v) for o, layer, v in blocks])
     if interleave:  # a second block of a group within the chunk, its steps between the first's
         rows += Rows([Block("active_rate", "h1", steps + 1, np.zeros(len(steps), np.int64), rng.random(len(steps)))])

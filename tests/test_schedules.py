@@ -24,6 +24,6 @@ def test_log_below_keeps_only_the_early_log_spaced_steps():
     got = checkpoint_steps({"every": 50, "log": count, "log_below": 50}, total)
     assert got == sorted(set([s for s in log_steps if s < 50] + list(range(0, total + 1, 50))))
     gaps = [b - a for a, b in zip(got, got[1:])]
-    late = gaps[got.index(50):]
+    late = gaps[got.index(50) :]
     assert late == [50] * len(late)  # evenly spaced once the log-spaced steps stop
     assert checkpoint_steps({"log": count, "log_below": 0}, total) == [0, total]  # the ends stay

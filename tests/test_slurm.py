@@ -6,6 +6,7 @@ FEATSCOPE_REQUIRE_SLURM=1 (CI), where it fails. The Slurm jobs run `<this python
 on the node, so this interpreter (the venv, with featscope installed) and the temporary
 directory must be visible there: true on the single-node cluster.
 """
+
 import os
 import shutil
 import signal
@@ -54,15 +55,28 @@ def slurm():
 
 
 def snakemake_argv(repo, workdir, *args):
-    return [sys.executable, "-m", "snakemake", "--snakefile", os.path.join(repo, "Snakefile"),
-            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        os.path.join(repo, "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
 
 
 def cancel_jobs_under(workdir):
     """scancel the Slurm jobs whose working directory is `workdir` (after a timeout)."""
     listed = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True)
-    ids = [line.split()[0] for line in listed.stdout.splitlines()
-           if len(line.split()) == 2 and line.split()[1] == str(workdir)]
+    ids = [
+        line.split()[0]
+        for line in listed.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1] == str(workdir)
+    ]
     if ids:
         subprocess.run(["scancel", *ids])
     return ids
@@ -83,8 +97,9 @@ def read_study(workdir):
     return {
         "runs": ordered(runs, ["run"]),
         "metrics": ordered(pd.read_parquet(study / "metrics"), ["run", "step", "split"]),
-        "observables": ordered(pd.read_parquet(study / "observables"),
-                               ["family", "run", "step", "observable", "layer", "k"]),
+        "observables": ordered(
+            pd.read_parquet(study / "observables"), ["family", "run", "step", "observable", "layer", "k"]
+        ),
         "phases": ordered(pd.read_parquet(study / "phases.parquet"), ["run"]),
     }
 
@@ -99,13 +114,21 @@ def run_on_slurm_and_locally(repo, on_slurm, local, config):
         # The profile verbatim; only the first status check comes sooner than its 40 s default
         # (still well inside MinJobAge), and successful jobs keep their logs to count them.
         proc = subprocess.Popen(
-            snakemake_argv(repo, on_slurm, "--profile", os.path.join(repo, "profiles", "slurm"),
-                           "--slurm-init-seconds-before-status-checks", "5",
-                           "--slurm-keep-successful-logs"),
-            stdout=out, stderr=subprocess.STDOUT, cwd=on_slurm)
+            snakemake_argv(
+                repo,
+                on_slurm,
+                "--profile",
+                os.path.join(repo, "profiles", "slurm"),
+                "--slurm-init-seconds-before-status-checks",
+                "5",
+                "--slurm-keep-successful-logs",
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=on_slurm,
+        )
         # Meanwhile the same study locally (the Slurm run mostly waits on the scheduler).
-        done = subprocess.run(snakemake_argv(repo, local, "--cores", "2"),
-                              capture_output=True, text=True, cwd=local)
+        done = subprocess.run(snakemake_argv(repo, local, "--cores", "2"), capture_output=True, text=True, cwd=local)
         assert done.returncode == 0, done.stderr[-3000:]
         try:
             code = proc.wait(timeout=max(TIMEOUT - (time.monotonic() - start), 1))

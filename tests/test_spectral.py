@@ -20,8 +20,9 @@ def brute_force(phi, target):
     lam, v = lam[::-1], v[:, ::-1]
     keep = lam > 1e-10 * lam[0]
     lam, e = lam[keep], np.sqrt(n) * v[:, keep]
-    q = np.array([sum(np.mean(e[:, k] * target[:, c]) ** 2 for c in range(target.shape[1]))
-                  for k in range(e.shape[1])]) / np.mean((target ** 2).sum(1))
+    q = np.array(
+        [sum(np.mean(e[:, k] * target[:, c]) ** 2 for c in range(target.shape[1])) for k in range(e.shape[1])]
+    ) / np.mean((target**2).sum(1))
     return lam, q
 
 
@@ -95,8 +96,12 @@ def test_drift_is_zero_for_frozen_and_one_for_orthogonal():
     rng = np.random.default_rng(3)
     phi = rng.standard_normal((50, 6))
     assert eigen_drift(phi, phi, m=3) == pytest.approx(0.0, abs=1e-12)
-    a = np.zeros((4, 2)); a[0, 0] = 2; a[1, 1] = 1
-    b = np.zeros((4, 2)); b[2, 0] = 2; b[3, 1] = 1
+    a = np.zeros((4, 2))
+    a[0, 0] = 2
+    a[1, 1] = 1
+    b = np.zeros((4, 2))
+    b[2, 0] = 2
+    b[3, 1] = 1
     assert eigen_drift(a, b, m=2) == pytest.approx(1.0)
 
 
@@ -125,8 +130,11 @@ def test_d_lr_matches_explicit_n_by_n_twin(problem):
 
 @pytest.mark.parametrize("mkl", [False, True], ids=["numpy-lapack", "torch-mkl"])
 @pytest.mark.parametrize("named", [False, True], ids=["all-eigenvectors", "named-functions"])
-@pytest.mark.parametrize("landmarks,features,rank", [(None, 12, 10), (60, 12, 10), (None, 150, 120), (8, 12, 8)],
-                         ids=["exact", "nystrom", "wider-than-samples", "fewer-landmarks-than-features"])
+@pytest.mark.parametrize(
+    "landmarks,features,rank",
+    [(None, 12, 10), (60, 12, 10), (None, 150, 120), (8, 12, 8)],
+    ids=["exact", "nystrom", "wider-than-samples", "fewer-landmarks-than-features"],
+)
 def test_batched_over_checkpoints_matches_one_map_at_a_time(landmarks, features, rank, named, mkl, monkeypatch):
     """The observe path's batched measures against the per-map reference (eigh of ΦᵀΦ, or
     the SVD of Φ when samples are fewer), on a stack of maps with a dead and a duplicated
@@ -172,10 +180,14 @@ def test_spectral_family_matches_per_checkpoint_reference(width):
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
-    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 40, "n_test": 0, "seed": 0},
-           "model": {"name": "mlp", "width": width, "depth": 1},
-           "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 30, "loss": "mse"},
-           "schedule": {"every": 10}, "seed": 0}
+    cfg = {
+        "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 40, "n_test": 0, "seed": 0},
+        "model": {"name": "mlp", "width": width, "depth": 1},
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 30, "loss": "mse"},
+        "schedule": {"every": 10},
+        "seed": 0,
+    }
     data = make_dataset(cfg["task"])
     bundle = train_one("r", cfg, data, progress=False).checkpoints
     frame = observe_run("r", "spectral", bundle, data, {"top": 3})
@@ -192,8 +204,13 @@ def test_spectral_family_matches_per_checkpoint_reference(width):
         rows = frame[frame.step == step]
         # The observe path's float32 outputs round apart from nn.Linear's (1e-6 for the
         # measures that read them, shares of at most 1); the features themselves agree.
-        for name, tol in [("eigenvalue", 1e-10), ("quality", 1e-10), ("effective_dim", 1e-10),
-                          ("utility", 1e-6), ("d_lr", 1e-6)]:
+        for name, tol in [
+            ("eigenvalue", 1e-10),
+            ("quality", 1e-10),
+            ("effective_dim", 1e-10),
+            ("utility", 1e-6),
+            ("d_lr", 1e-6),
+        ]:
             assert np.allclose(values(rows, name), values(ref, name), rtol=tol, atol=tol), name
         assert values(rows, "drift_init") == pytest.approx(eigen_drift(maps[0], phi, m=3), abs=1e-9)
         assert values(rows, "drift_prev") == pytest.approx(eigen_drift(maps[max(i - 1, 0)], phi, m=3), abs=1e-9)
@@ -252,10 +269,14 @@ def test_spectral_family_skips_a_diverged_checkpoint():
     from featscope.tasks import make_dataset
     from featscope.training import train_one
 
-    cfg = {"task": {"name": "sin2", "d": 3, "f": 2, "n_train": 40, "n_test": 0, "seed": 0},
-           "model": {"name": "mlp", "width": 8, "depth": 1},
-           "optim": {"name": "adam", "lr": 0.01}, "train": {"steps": 40, "loss": "mse"},
-           "schedule": {"every": 10}, "seed": 0}
+    cfg = {
+        "task": {"name": "sin2", "d": 3, "f": 2, "n_train": 40, "n_test": 0, "seed": 0},
+        "model": {"name": "mlp", "width": 8, "depth": 1},
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 40, "loss": "mse"},
+        "schedule": {"every": 10},
+        "seed": 0,
+    }
     data = make_dataset(cfg["task"])
     bundle = train_one("r", cfg, data, progress=False).checkpoints
     clean = observe_run("r", "spectral", bundle, data, {"top": 3})

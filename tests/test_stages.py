@@ -2,8 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featscope.stages import (critical_fraction, fit_m_log_m, grokking_table, scaling_table, stage,
-                              stage_table)
+from featscope.stages import critical_fraction, fit_m_log_m, grokking_table, scaling_table, stage, stage_table
 
 
 def test_stage_rules_in_order():
@@ -36,8 +35,7 @@ def test_stage_table_labels_a_grokking_run():
     steps = np.arange(0, 201, 10)
     delta = np.where(steps < 50, 1e-6, np.where(steps < 120, 0.05, 1e-6))  # frozen, moving, slow
     grad = np.where(steps < 180, 1.0, 1e-4)
-    weights = pd.DataFrame({"run": "g", "step": steps, "observable": "weight_delta_rel", "layer": "h1",
-                            "value": delta})
+    weights = pd.DataFrame({"run": "g", "step": steps, "observable": "weight_delta_rel", "layer": "h1", "value": delta})
     grads = pd.DataFrame({"run": "g", "step": steps, "observable": "grad_norm", "layer": None, "value": grad})
     table = stage_table(metrics, weights, grads).set_index("step").stage
     assert table[20] == "lazy" and table[100] == "independent"
@@ -74,9 +72,15 @@ def test_stage_table_labels_a_memorising_run():
     """Train accuracy 1, test accuracy never rises: never interactive or converged."""
     metrics = pd.DataFrame(grokking_run("m", 20, None), columns=["run", "step", "epoch", "split", "acc"])
     steps = np.arange(0, 201, 10)
-    weights = pd.DataFrame({"run": "m", "step": steps, "observable": "weight_delta_rel", "layer": "h1",
-                            "value": np.where(steps < 30, 1e-6, 0.02)})
-    grads = pd.DataFrame({"run": "m", "step": steps, "observable": "grad_norm", "layer": None,
-                          "value": 1e-5})
+    weights = pd.DataFrame(
+        {
+            "run": "m",
+            "step": steps,
+            "observable": "weight_delta_rel",
+            "layer": "h1",
+            "value": np.where(steps < 30, 1e-6, 0.02),
+        }
+    )
+    grads = pd.DataFrame({"run": "m", "step": steps, "observable": "grad_norm", "layer": None, "value": 1e-5})
     labels = stage_table(metrics, weights, grads).stage
     assert set(labels) == {"lazy", "independent"}

@@ -1,4 +1,5 @@
 """The real snakemake on a tiny config in a temporary directory."""
+
 import os
 import re
 import subprocess
@@ -13,8 +14,8 @@ import yaml
 from tiny import sin2_study
 
 from featscope.io import load_torch
-from featscope.tasks import load_dataset
 from featscope.models import build_model
+from featscope.tasks import load_dataset
 
 pytestmark = pytest.mark.workflow
 
@@ -63,8 +64,17 @@ TINY = {
 
 def snakemake(workdir, repo, *args, prelude=""):
     """Run the real snakemake CLI on `workdir` (optionally after a Python prelude)."""
-    argv = ["--snakefile", os.path.join(repo, "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    argv = [
+        "--snakefile",
+        os.path.join(repo, "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     code = f"{prelude}\nimport sys\nfrom snakemake.cli import main\nsys.argv = ['snakemake'] + {argv!r}\nmain()"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir)
 
@@ -112,8 +122,16 @@ def test_spectral_study_and_regimes(tiny_results):
     workdir, _ = tiny_results
     study = workdir / "results" / "tiny-cls"
     spectral = pd.read_parquet(study / "observables")
-    assert {"eigenvalue", "quality", "utility", "cum_quality", "effective_dim", "d_lr", "drift_init",
-            "drift_prev"} <= set(spectral.observable)
+    assert {
+        "eigenvalue",
+        "quality",
+        "utility",
+        "cum_quality",
+        "effective_dim",
+        "d_lr",
+        "drift_init",
+        "drift_prev",
+    } <= set(spectral.observable)
     assert (spectral[spectral.observable == "cum_quality"].value <= 1 + 1e-9).all()
     regimes = pd.read_parquet(study / "regimes.parquet")
     frozen = regimes[regimes.run.str.startswith("train-readout")]
@@ -130,10 +148,22 @@ def test_grokking_study_tables(tiny_results):
     study = workdir / "results" / "tiny-grok"
     obs = pd.read_parquet(study / "observables")
     names = set(obs.observable)
-    assert {"weight_norm", "weight_delta_norm", "weight_delta_rel", "weight_init_distance", "grad_norm",
-            "grad_cosine_neurons", "update_cosine", "hidden_grad_norm", "feature_diversity",
-            "weight_effective_rank", "fourier_purity", "fourier_frequencies", "gram_diag",
-            "gram_offdiag"} <= names
+    assert {
+        "weight_norm",
+        "weight_delta_norm",
+        "weight_delta_rel",
+        "weight_init_distance",
+        "grad_norm",
+        "grad_cosine_neurons",
+        "update_cosine",
+        "hidden_grad_norm",
+        "feature_diversity",
+        "weight_effective_rank",
+        "fourier_purity",
+        "fourier_frequencies",
+        "gram_diag",
+        "gram_offdiag",
+    } <= names
     init = obs[(obs.observable == "weight_init_distance") & (obs.step == 0)]
     assert (init.value == 0).all()
     stages = pd.read_parquet(study / "stages.parquet")
@@ -188,8 +218,10 @@ def test_bumping_one_family_reruns_only_it(tiny_results):
     study = workdir / "results" / "tiny"
     before = _mtimes(study)
     before_cls = _mtimes(workdir / "results" / "tiny-cls")
-    bump = ("import dataclasses, featscope.observables as o\n"
-            "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)")
+    bump = (
+        "import dataclasses, featscope.observables as o\n"
+        "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)"
+    )
     done = snakemake(workdir, repo, prelude=bump)
     assert done.returncode == 0, done.stderr[-2000:]
     after = _mtimes(study)
@@ -247,8 +279,9 @@ def test_damaged_checkpoint_is_named_moved_aside_and_rebuilt(tiny_results):
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, newer than its observables
     failed = snakemake(workdir, repo)
     assert failed.returncode != 0
-    assert "damaged file results/tiny/checkpoints/lr-0.01__seed-0.pt" in failed.stdout + failed.stderr, \
-        failed.stderr[-3000:]
+    assert "damaged file results/tiny/checkpoints/lr-0.01__seed-0.pt" in failed.stdout + failed.stderr, failed.stderr[
+        -3000:
+    ]
     assert checkpoint.with_name(checkpoint.name + ".corrupt").exists()
     rebuilt = snakemake(workdir, repo)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
@@ -257,9 +290,22 @@ def test_damaged_checkpoint_is_named_moved_aside_and_rebuilt(tiny_results):
 
 def test_second_snakemake_on_the_same_directory_is_refused(tmp_path, repo):
     # Long enough training that the first run still holds its lock when the second starts.
-    write_config(tmp_path, {"studies": {"tiny": sin2_study(train={"steps": 20000, "loss": "mse"}, schedule={"every": 2000})}})
-    argv = [sys.executable, "-m", "snakemake", "--snakefile", os.path.join(repo, "Snakefile"),
-            "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    write_config(
+        tmp_path, {"studies": {"tiny": sin2_study(train={"steps": 20000, "loss": "mse"}, schedule={"every": 2000})}}
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        os.path.join(repo, "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "1",
+    ]
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     locks = tmp_path / ".snakemake" / "locks"
     deadline = time.time() + 60
@@ -285,8 +331,15 @@ def test_new_seeds_train_together_and_nothing_else_reruns(tmp_path, repo):
     second = snakemake(tmp_path, repo)  # --cores 2
     assert second.returncode == 0, second.stderr[-3000:]
     jobs = [line.split("Rule: ")[1].rstrip(")") for line in second.stderr.splitlines() if "(Rule: " in line]
-    assert sorted(j.split("_pack_")[0] for j in jobs) == ["all", "observe", "observe", "phases", "runs_table",
-                                                          "train", "train"], jobs
+    assert sorted(j.split("_pack_")[0] for j in jobs) == [
+        "all",
+        "observe",
+        "observe",
+        "phases",
+        "runs_table",
+        "train",
+        "train",
+    ], jobs
     after = _mtimes(study / "checkpoints")
     assert {p: after[p] for p in before} == before  # seeds 0 and 1 untouched
     infos = {s: yaml.safe_load((study / "checkpoints" / f"seed-{s}.json").read_text()) for s in range(6)}
@@ -338,8 +391,10 @@ def test_compact_checkpoints_are_dropped_once_observed(tmp_path, repo):
 
     # Observing again needs the checkpoints back: the runs retrain (in a pack), identically.
     before = pd.read_parquet(study / "observables" / "family=linreg")
-    bump = ("import dataclasses, featscope.observables as o\n"
-            "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)")
+    bump = (
+        "import dataclasses, featscope.observables as o\n"
+        "o.FAMILIES['linreg'] = dataclasses.replace(o.FAMILIES['linreg'], version=99)"
+    )
     again = snakemake(tmp_path, repo, prelude=bump)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "train_pack_" in again.stderr and not list((study / "checkpoints").glob("*.pt"))

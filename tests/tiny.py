@@ -1,4 +1,5 @@
 """The tiny sin2 study the workflow tests run (seconds per job on a CPU)."""
+
 import copy
 
 SIN2 = {

@@ -4,6 +4,7 @@ The public surface is small; everything else is an implementation detail. Its na
 imported on first use (PEP 562), so that ``import featscope.config`` and the workflow's
 other planning imports do not pull in torch.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -11,15 +12,20 @@ import importlib
 __version__ = "0.1.0"
 
 _PUBLIC = {  # name -> the module that defines it
-    "spectral": ".observables.spectral", "eigen_drift": ".observables.spectral",
-    "active_rate": ".observables.nonlinearity", "nonlinear_neurons": ".observables.nonlinearity",
-    "dead_neurons": ".observables.nonlinearity", "linear_neurons": ".observables.nonlinearity",
+    "spectral": ".observables.spectral",
+    "eigen_drift": ".observables.spectral",
+    "active_rate": ".observables.nonlinearity",
+    "nonlinear_neurons": ".observables.nonlinearity",
+    "dead_neurons": ".observables.nonlinearity",
+    "linear_neurons": ".observables.nonlinearity",
     "linreg_loss": ".observables.linreg",
     "segment_phases": ".phases",
-    "MLP": ".models", "build_model": ".models",
+    "MLP": ".models",
+    "build_model": ".models",
     "make_dataset": ".tasks",
     "train_runs": ".training",
-    "train_packed": ".packed", "pack_key": ".packing",
+    "train_packed": ".packed",
+    "pack_key": ".packing",
     "expand_runs": ".config",
 }
 __all__ = list(_PUBLIC)

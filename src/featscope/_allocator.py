@@ -1,4 +1,5 @@
 """Process-wide memory-allocator settings for featscope's hot loops (glibc; elsewhere no-ops)."""
+
 from __future__ import annotations
 
 import ctypes
@@ -6,8 +7,8 @@ import ctypes.util
 import functools
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, glibc's malloc.h
-_MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
-_TRIM_THRESHOLD = 512 * 2 ** 20
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
+_TRIM_THRESHOLD = 512 * 2**20
 
 
 @functools.cache
@@ -31,15 +32,29 @@ def keep_freed_memory() -> bool:
     Returns whether the setting took (False off glibc: macOS, musl)."""
     libc = _libc()
     try:
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-                    and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        )
     except AttributeError:  # no libc found, or not glibc
         return False
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def free_heap_bytes() -> int | None:
@@ -52,7 +67,7 @@ def free_heap_bytes() -> int | None:
         return None
 
 
-RELEASE_ABOVE = 256 * 2 ** 20
+RELEASE_ABOVE = 256 * 2**20
 
 
 def release_freed_memory(above: int = RELEASE_ABOVE) -> bool:

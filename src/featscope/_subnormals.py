@@ -1,4 +1,5 @@
 """Process-wide floating-point setting for featscope's training and observing."""
+
 from __future__ import annotations
 
 import torch

@@ -14,11 +14,10 @@ its numbers do not depend on its pack. Runs with equal values share a call. 60 Â
 against 239 for the ``torch._foreach_*`` version this replaces (8 runs of the blog MLP,
 one thread).
 """
+
 from __future__ import annotations
 
 import torch
-
-from .packing import VALUE_KEYS
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim's defaults, as train_one uses
 
@@ -73,9 +72,21 @@ class BatchedOptimizer:
         fused = torch._fused_adamw_ if self.name == "adamw" else torch._fused_adam_
         for (lr, decay), runs in _groups(lrs, self.weight_decay).items():
             pick = _picker(runs)
-            fused(pick(params), pick(grads), pick(m), pick(v), [], [step] * (len(params) * len(runs)),
-                  lr=lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], weight_decay=decay, eps=ADAM_EPS,
-                  amsgrad=False, maximize=False)
+            fused(
+                pick(params),
+                pick(grads),
+                pick(m),
+                pick(v),
+                [],
+                [step] * (len(params) * len(runs)),
+                lr=lr,
+                beta1=ADAM_BETAS[0],
+                beta2=ADAM_BETAS[1],
+                weight_decay=decay,
+                eps=ADAM_EPS,
+                amsgrad=False,
+                maximize=False,
+            )
 
     def _sgd(self, params, grads, states, lrs):
         first = any(momentum for momentum in self.momentum) and not states[0]
@@ -85,9 +96,18 @@ class BatchedOptimizer:
         buffers = [self._runs_of(s["momentum_buffer"]) for s in states] if states[0] else None
         for (lr, decay, momentum), runs in _groups(lrs, self.weight_decay, self.momentum).items():
             pick = _picker(runs)
-            torch._fused_sgd_(pick(params), pick(grads), pick(buffers) if momentum else [],
-                              weight_decay=decay, momentum=momentum, lr=lr, dampening=0.0,
-                              nesterov=False, maximize=False, is_first_step=first)
+            torch._fused_sgd_(
+                pick(params),
+                pick(grads),
+                pick(buffers) if momentum else [],
+                weight_decay=decay,
+                momentum=momentum,
+                lr=lr,
+                dampening=0.0,
+                nesterov=False,
+                maximize=False,
+                is_first_step=first,
+            )
 
     def _runs_of(self, stacked: torch.Tensor) -> tuple:
         """Per-run views of a tensor that lives across steps (a parameter, optimiser state),

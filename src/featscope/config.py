@@ -4,6 +4,7 @@ A study declares its task, model, optimiser, training length, checkpoint
 schedule, observables, grid axes and seeds. ``expand_runs`` turns one study
 into runs, each with a stable, readable id such as ``lr-0.001__seed-3``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,8 +35,7 @@ class Run:
     grid: dict = field(default_factory=dict)  # axis -> value for this run
 
     def as_dict(self) -> dict:
-        return {"study": self.study, "id": self.id, "seed": self.seed, "config": self.config,
-                "grid": self.grid}
+        return {"study": self.study, "id": self.id, "seed": self.seed, "config": self.config, "grid": self.grid}
 
     @property
     def train_config(self) -> dict:
@@ -164,8 +164,9 @@ def validate_schema(config: dict, schema: dict) -> None:
         _raise_schema_error(errors[0])
 
 
-def check(config: dict, schema: dict, known_observables: dict,
-          family_params: dict | None = None) -> dict[str, list[Run]]:
+def check(
+    config: dict, schema: dict, known_observables: dict, family_params: dict | None = None
+) -> dict[str, list[Run]]:
     """Check a defaults-filled config beyond what the schema can say; return its runs.
 
     `known_observables` maps family name -> set of task kinds it applies to;
@@ -228,34 +229,41 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
     for family in cfg.get("observables") or {}:
         where = _path(at + ("observables", family))
         if family not in known_observables:
-            raise ConfigError(
-                f"config key '{where}': unknown observable family; known: {sorted(known_observables)}"
-            )
+            raise ConfigError(f"config key '{where}': unknown observable family; known: {sorted(known_observables)}")
         if kind not in known_observables[family]:
             raise ConfigError(f"config key '{where}': family '{family}' does not apply to a {kind} task")
         taken = family_params.get(family)
         for key in cfg["observables"][family] or {}:
             if taken is not None and key not in taken:
-                raise ConfigError(f"config key '{where}.{key}': family '{family}' takes no parameter "
-                                  f"'{key}' (it takes {sorted(taken)})")
-    for key, names, needs in (("analyses", cfg.get("analyses") or [], REQUIRES),
-                              ("figures", cfg.get("figures") or [], REQUIRES)):
+                raise ConfigError(
+                    f"config key '{where}.{key}': family '{family}' takes no parameter "
+                    f"'{key}' (it takes {sorted(taken)})"
+                )
+    for key, names, needs in (
+        ("analyses", cfg.get("analyses") or [], REQUIRES),
+        ("figures", cfg.get("figures") or [], REQUIRES),
+    ):
         for name in names:
             missing = [f for f in needs.get(name, []) if f not in (cfg.get("observables") or {})]
             if missing:
-                raise ConfigError(f"config key '{_path(at + (key,))}': '{name}' needs the observable "
-                                  f"families {missing} in '{_path(at + ('observables',))}'")
+                raise ConfigError(
+                    f"config key '{_path(at + (key,))}': '{name}' needs the observable "
+                    f"families {missing} in '{_path(at + ('observables',))}'"
+                )
     for (key, name), needed in NEEDS_ANALYSIS.items():
         if name in (cfg.get(key) or []) and needed not in (cfg.get("analyses") or []):
-            raise ConfigError(f"config key '{_path(at + (key,))}': '{name}' needs '{needed}' in "
-                              f"'{_path(at + ('analyses',))}'")
+            raise ConfigError(
+                f"config key '{_path(at + (key,))}': '{name}' needs '{needed}' in '{_path(at + ('analyses',))}'"
+            )
     if "scaling" in (cfg.get("analyses") or []) and cfg["task"]["name"] != "modadd":
         raise ConfigError(f"config key '{_path(at + ('analyses',))}': 'scaling' needs the modadd task")
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
         if layer not in model_layer_names(cfg["model"]):
-            raise ConfigError(f"config key '{_path(at + ('phases', 'layer'))}': the model of run "
-                              f"{run.id} has no layer '{layer}' (it has {model_layer_names(cfg['model'])})")
+            raise ConfigError(
+                f"config key '{_path(at + ('phases', 'layer'))}': the model of run "
+                f"{run.id} has no layer '{layer}' (it has {model_layer_names(cfg['model'])})"
+            )
 
 
 def model_layer_names(cfg: dict) -> list[str]:
@@ -265,10 +273,22 @@ def model_layer_names(cfg: dict) -> list[str]:
 
 
 # What each analysis or figure reads besides the training metrics.
-REQUIRES = {"phases": ["nonlinearity"], "loss_neurons": ["nonlinearity"], "linreg": ["linreg"],
-            "axes": ["nonlinearity"], "regimes": ["spectral"], "spectrum": ["spectral"],
-            "cumulative": ["spectral"], "effective_dim": ["spectral"], "stages": ["weights", "gradients"],
-            "dynamics": ["weights", "gradients"]}
+REQUIRES = {
+    "phases": ["nonlinearity"],
+    "loss_neurons": ["nonlinearity"],
+    "linreg": ["linreg"],
+    "axes": ["nonlinearity"],
+    "regimes": ["spectral"],
+    "spectrum": ["spectral"],
+    "cumulative": ["spectral"],
+    "effective_dim": ["spectral"],
+    "stages": ["weights", "gradients"],
+    "dynamics": ["weights", "gradients"],
+}
 # Analyses and figures that read another analysis' table.
-NEEDS_ANALYSIS = {("analyses", "scaling"): "grokking", ("figures", "stages"): "stages",
-                  ("figures", "scaling"): "scaling", ("figures", "regimes"): "regimes"}
+NEEDS_ANALYSIS = {
+    ("analyses", "scaling"): "grokking",
+    ("figures", "stages"): "stages",
+    ("figures", "scaling"): "scaling",
+    ("figures", "regimes"): "regimes",
+}

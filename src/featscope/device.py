@@ -4,6 +4,7 @@ The workflow asks this while Snakemake starts (to give training jobs a `gpu` res
 Importing torch to ask costs a second or more on every start; a machine without the
 device files a GPU driver creates cannot have one for torch to find.
 """
+
 from __future__ import annotations
 
 import glob

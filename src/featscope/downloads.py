@@ -7,6 +7,7 @@ wrong download is never used. Failures are retried with exponential back-off;
 when offline, the error says so and names the file to place by hand.
 Nothing is ever downloaded by the tests.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -24,18 +25,33 @@ import numpy as np
 # (url, file name, md5) — the checksums torchvision verifies for the same files.
 SOURCES = {
     "mnist": [
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
-         "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
-         "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
-         "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
-         "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte.gz",
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        ),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+        ),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "9fb629c4189551a2d022fa330f9573f3",
+        ),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
     ],
     "cifar10": [
-        ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
-         "c58f30108f718f92721af3b95e74349a"),
+        (
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "cifar-10-python.tar.gz",
+            "c58f30108f718f92721af3b95e74349a",
+        ),
     ],
 }
 
@@ -86,7 +102,7 @@ def _download(url: str, path: Path, checksum: str, retries: int, backoff: float,
             last = err
             partial.unlink(missing_ok=True)
             if attempt + 1 < retries:
-                time.sleep(backoff * 2 ** attempt)
+                time.sleep(backoff * 2**attempt)
     raise DownloadError(
         f"could not download {url} after {retries} attempts ({last}). If this machine is offline, "
         f"download it elsewhere and place it at {path} (md5 {checksum})."
@@ -98,15 +114,19 @@ def read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as fh:
         raw = fh.read()
     dims = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def load_mnist() -> dict:
     train_x, train_y, test_x, test_y = (read_idx(p) for p in fetch("mnist"))
     scale = lambda a: (a.astype(np.float32)[:, None] / 255.0 - 0.1307) / 0.3081  # noqa: E731
-    return {"x_train": scale(train_x), "y_train": train_y.astype(np.int64),
-            "x_test": scale(test_x), "y_test": test_y.astype(np.int64)}
+    return {
+        "x_train": scale(train_x),
+        "y_train": train_y.astype(np.int64),
+        "x_test": scale(test_x),
+        "y_test": test_y.astype(np.int64),
+    }
 
 
 def load_cifar10() -> dict:
@@ -120,8 +140,17 @@ def load_cifar10() -> dict:
     train = [parts[k] for k in sorted(parts) if k.startswith("data_batch")]
     mean = np.array([0.4914, 0.4822, 0.4465], np.float32)[:, None, None]
     std = np.array([0.2470, 0.2435, 0.2616], np.float32)[:, None, None]
-    images = lambda batches: (np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)  # noqa: E731
-                              .astype(np.float32) / 255.0 - mean) / std
-    labels = lambda batches: np.concatenate([b[b"labels"] for b in batches]).astype(np.int64)  # noqa: E731
-    return {"x_train": images(train), "y_train": labels(train),
-            "x_test": images([parts["test_batch"]]), "y_test": labels([parts["test_batch"]])}
+
+    def images(batches):
+        flat = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
+        return (flat.astype(np.float32) / 255.0 - mean) / std
+
+    def labels(batches):
+        return np.concatenate([b[b"labels"] for b in batches]).astype(np.int64)
+
+    return {
+        "x_train": images(train),
+        "y_train": labels(train),
+        "x_test": images([parts["test_batch"]]),
+        "y_test": labels([parts["test_batch"]]),
+    }

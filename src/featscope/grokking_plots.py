@@ -1,4 +1,5 @@
 """Figures of the grokking study: accuracy with stages, dynamics observables, scaling law."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -11,9 +12,17 @@ from . import io
 from .plots import BAND
 
 STAGE_COLORS = {"lazy": "#d9d9d9", "independent": "#fdd49e", "interactive": "#9ecae1", "converged": "#c7e9c0"}
-DYNAMICS = [("weight_norm", "h1"), ("weight_delta_rel", "h1"), ("grad_norm", None),
-            ("grad_cosine_neurons", "h1"), ("hidden_grad_norm", "h1"), ("feature_diversity", "h1"),
-            ("weight_effective_rank", "h1"), ("fourier_frequencies", "h1"), ("update_cosine", None)]
+DYNAMICS = [
+    ("weight_norm", "h1"),
+    ("weight_delta_rel", "h1"),
+    ("grad_norm", None),
+    ("grad_cosine_neurons", "h1"),
+    ("hidden_grad_norm", "h1"),
+    ("feature_diversity", "h1"),
+    ("weight_effective_rank", "h1"),
+    ("fourier_frequencies", "h1"),
+    ("update_cosine", None),
+]
 
 
 def figure(name: str, study: str, paths: dict, read_frames):
@@ -23,9 +32,10 @@ def figure(name: str, study: str, paths: dict, read_frames):
         return accuracy_with_stages(runs, metrics, io.read_parquet(paths["stages"]), study)
     if name == "dynamics":
         wanted = [o for o, _ in DYNAMICS]
-        obs = read_frames([p for p in paths["observables"] if "family=weights" in str(p)
-                           or "family=gradients" in str(p)],
-                          filters=pads.field("observable").isin(wanted) & pads.field("k").is_null())
+        obs = read_frames(
+            [p for p in paths["observables"] if "family=weights" in str(p) or "family=gradients" in str(p)],
+            filters=pads.field("observable").isin(wanted) & pads.field("k").is_null(),
+        )
         return dynamics(runs, obs, study)
     return scaling(io.read_parquet(paths["scaling"]), study)
 
@@ -45,13 +55,27 @@ def accuracy_with_stages(runs, metrics, stages, study):
         ids = set(runs.run[runs.grid_point == point])
         acc = metrics[metrics.run.isin(ids) & metrics.split.isin(["train", "test"])]
         _shade(ax, stages[stages.run.isin(ids)])
-        sns.lineplot(acc, x="step", y="acc", hue="split", estimator="median", errorbar=BAND, ax=ax,
-                     palette={"train": "C0", "test": "C3"})
+        sns.lineplot(
+            acc,
+            x="step",
+            y="acc",
+            hue="split",
+            estimator="median",
+            errorbar=BAND,
+            ax=ax,
+            palette={"train": "C0", "test": "C3"},
+        )
         ax.set_title(point, fontsize=9)
         ax.set_ylabel("accuracy")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in STAGE_COLORS.values()]
-    fig.legend(handles, list(STAGE_COLORS), loc="lower center", ncol=4, title="stage (most common over seeds)",
-               bbox_to_anchor=(0.5, -0.12))
+    fig.legend(
+        handles,
+        list(STAGE_COLORS),
+        loc="lower center",
+        ncol=4,
+        title="stage (most common over seeds)",
+        bbox_to_anchor=(0.5, -0.12),
+    )
     fig.suptitle(f"{study}: train and test accuracy (median over seeds) with grokking stages", fontsize=10)
     fig.tight_layout()
     return fig
@@ -66,20 +90,41 @@ def dynamics(runs, obs, study):
         keep |= (obs.observable == name).to_numpy(bool) & same_layer.to_numpy(bool)
     obs = obs[keep]
     order = [o for o, _ in DYNAMICS if o in set(obs.observable)]
-    grid = sns.relplot(obs, x="step", y="value", hue="grid_point", col="observable", col_order=order,
-                       col_wrap=3, kind="line", estimator="median", errorbar=BAND,
-                       facet_kws={"sharey": False}, height=2.8, aspect=1.4)
+    grid = sns.relplot(
+        obs,
+        x="step",
+        y="value",
+        hue="grid_point",
+        col="observable",
+        col_order=order,
+        col_wrap=3,
+        kind="line",
+        estimator="median",
+        errorbar=BAND,
+        facet_kws={"sharey": False},
+        height=2.8,
+        aspect=1.4,
+    )
     grid.set_titles("{col_name}")
-    grid.figure.suptitle(f"{study}: weight and gradient observables over training (median over seeds)",
-                         fontsize=10, y=1.02)
+    grid.figure.suptitle(
+        f"{study}: weight and gradient observables over training (median over seeds)", fontsize=10, y=1.02
+    )
     return grid.figure
 
 
 def scaling(table, study):
     heat = table.pivot_table(index="M", columns="train_fraction", values="generalisation_rate")
     fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.55 * len(heat)))
-    sns.heatmap(heat, cmap="viridis", vmin=0, vmax=1, annot=True, fmt=".2f", ax=ax,
-                cbar_kws={"label": "share of seeds that generalise"})
+    sns.heatmap(
+        heat,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        annot=True,
+        fmt=".2f",
+        ax=ax,
+        cbar_kws={"label": "share of seeds that generalise"},
+    )
     fractions = heat.columns.to_numpy(float)
     per_m = table.drop_duplicates("M").set_index("M").loc[heat.index]
     # Axis positions: cell centres are 0.5, 1.5, ... ; interpolate fractions onto them.

@@ -7,6 +7,7 @@ final name. Readers turn any decoding failure into an error naming the file.
 pandas, pyarrow and torch are imported where they are used: the workflow reads its JSON
 files through this module while Snakemake starts, and should not pay for them there.
 """
+
 from __future__ import annotations
 
 import json

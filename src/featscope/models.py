@@ -5,6 +5,7 @@ observable works on every model: ``pre[layer]`` and ``post[layer]`` are the
 pre- and post-activations of hidden layer ``h1``, ``h2``, ..., and
 ``penultimate`` is the input to the last linear map.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,7 @@ class Features:
 class MLP(nn.Module):
     """Fully connected net [in, width x depth, out] with one activation."""
 
-    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int,
-                 activation: str = "relu", bias: bool = True):
+    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int, activation: str = "relu", bias: bool = True):
         super().__init__()
         dims = [in_dim] + [width] * depth
         self.hidden = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(dims, dims[1:]))
@@ -112,13 +112,12 @@ class OneHotNet(nn.Module):
 
     def input_weights(self) -> torch.Tensor:
         w = self.hidden[0].weight
-        return torch.stack([w[:, :self.classes], w[:, self.classes:]], dim=1)
+        return torch.stack([w[:, : self.classes], w[:, self.classes :]], dim=1)
 
 
 def build_model(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
     if cfg["name"] == "mlp":
-        return MLP(in_dim, out_dim, cfg["width"], cfg["depth"], cfg.get("activation", "relu"),
-                   cfg.get("bias", True))
+        return MLP(in_dim, out_dim, cfg["width"], cfg["depth"], cfg.get("activation", "relu"), cfg.get("bias", True))
     if cfg["name"] == "modnet":
         return ModularNet(out_dim, cfg["width"], cfg.get("activation", "relu"), cfg.get("bias", True))
     if cfg["name"] == "onehot":

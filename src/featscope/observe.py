@@ -5,11 +5,11 @@ parameters (the packed trainer's products, or ``torch.func.vmap`` for the
 vision models), so a chunk of checkpoints costs one batched forward pass
 instead of one pass per checkpoint.
 """
+
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,9 @@ from . import schedules
 from ._allocator import keep_freed_memory, release_freed_memory
 from ._subnormals import flush_subnormals
 from .models import Features, build_model
-from .observables import FAMILIES
+from .observables import FAMILIES, rows
 from .observables import linreg as _linreg
 from .observables import nonlinearity as _nl
-from .observables import rows
 from .packing import STACKED_MODELS
 from .stacked import stacked_features, stacked_pre_activations
 
@@ -72,8 +71,11 @@ class Snapshot:
         job of those runs 1.48-1.65 s against 1.68-1.83 (alternating, one thread, Intel Xeon)."""
         if self._evaluated is not None or self.pre_activations is None:
             return {layer: _nl.active_rate(pre) for layer, pre in self.features.pre.items()}
-        pieces = [(np.frombuffer(key, dtype=bool).copy(), part.active_rates())
-                  for key, part in self._selected.items() if part._evaluated is not None]
+        pieces = [
+            (np.frombuffer(key, dtype=bool).copy(), part.active_rates())
+            for key, part in self._selected.items()
+            if part._evaluated is not None
+        ]
         rest = np.ones(len(self.steps), dtype=bool)
         for mask, _ in pieces:
             rest &= ~mask
@@ -81,8 +83,10 @@ class Snapshot:
             at = torch.from_numpy(np.flatnonzero(rest)).to(next(iter(self.params.values())).device)
             params = {k: v.index_select(0, at) for k, v in self.params.items()}
             pieces.append((rest, _nl.active_rates_of_blocks(self.pre_activations(params))))
-        return {layer: _in_order(len(self.steps), [(mask, rates[layer]) for mask, rates in pieces])
-                for layer in pieces[0][1]}
+        return {
+            layer: _in_order(len(self.steps), [(mask, rates[layer]) for mask, rates in pieces])
+            for layer in pieces[0][1]
+        }
 
     def augmented_gram(self, layer: str) -> torch.Tensor | None:
         """[F, 1]ᵀ[F, 1] (T, p + 1, p + 1), float64, of a layer's features F: formed once for
@@ -113,7 +117,7 @@ class Snapshot:
             self._model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
         return self._model
 
-    def select(self, keep: np.ndarray) -> "Snapshot":
+    def select(self, keep: np.ndarray) -> Snapshot:
         """The checkpoints of this chunk where the boolean mask `keep` is true (their features
         picked from this chunk's if computed already, else computed for them alone on use).
         One selection per mask: families on the same schedule share its features and Grams."""
@@ -125,20 +129,30 @@ class Snapshot:
             self._selected[key] = self._select(keep)
         return self._selected[key]
 
-    def _select(self, keep: np.ndarray) -> "Snapshot":
+    def _select(self, keep: np.ndarray) -> Snapshot:
         at = torch.as_tensor(np.flatnonzero(keep))
 
         def pick(t):  # inputs shared by every checkpoint stay one expanded view
-            return t[:len(at)] if t.stride(0) == 0 else t.index_select(0, at)
+            return t[: len(at)] if t.stride(0) == 0 else t.index_select(0, at)
 
         evaluated = None
         if self._evaluated is not None:
             out, feats = self._evaluated
-            evaluated = (pick(out), Features(pick(feats.inputs), _Picked(feats.pre, pick),
-                                             {k: pick(v) for k, v in feats.post.items()}))
-        return Snapshot(self.steps[keep], {k: pick(v) for k, v in self.params.items()}, self.target,
-                        self.forward, self.pre_activations, self.bundle, self.data, self.split,
-                        _evaluated=evaluated)
+            evaluated = (
+                pick(out),
+                Features(pick(feats.inputs), _Picked(feats.pre, pick), {k: pick(v) for k, v in feats.post.items()}),
+            )
+        return Snapshot(
+            self.steps[keep],
+            {k: pick(v) for k, v in self.params.items()},
+            self.target,
+            self.forward,
+            self.pre_activations,
+            self.bundle,
+            self.data,
+            self.split,
+            _evaluated=evaluated,
+        )
 
 
 def _in_order(count: int, pieces: list) -> torch.Tensor:
@@ -187,7 +201,7 @@ class _FeaturesView(torch.nn.Module):
 # 1.77-1.90 at 256 (fastest of five, two rounds, one thread, Intel Xeon); peak RSS 562 MB
 # against 510 and 660.
 MAX_CHUNK = 128
-FEATURE_BUDGET = 256 * 2 ** 20  # bytes of features (float32) per chunk; families add float64 copies
+FEATURE_BUDGET = 256 * 2**20  # bytes of features (float32) per chunk; families add float64 copies
 
 
 def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int | None = None):
@@ -202,8 +216,16 @@ def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int | None 
     count = -(-len(steps) // chunk)
     chunk = max(1, -(-len(steps) // max(count, 1)))  # as even as they go: 230 in 115 + 115, not 128 + 102
     for lo in range(0, len(steps), chunk):
-        yield Snapshot(steps[lo:lo + chunk], _float_params(bundle["params"], lo, lo + chunk), target,
-                       forward, pre_activations, bundle, data, split)
+        yield Snapshot(
+            steps[lo : lo + chunk],
+            _float_params(bundle["params"], lo, lo + chunk),
+            target,
+            forward,
+            pre_activations,
+            bundle,
+            data,
+            split,
+        )
 
 
 def _float_params(params: dict, lo: int, hi: int) -> dict:
@@ -232,6 +254,7 @@ def _batched_forward(bundle: dict, x: torch.Tensor):
     def forward(params):
         out, inputs, pre, post = batched(params)
         return out, Features(inputs, pre, post)
+
     return forward
 
 
@@ -241,7 +264,7 @@ def _batched_forward(bundle: dict, x: torch.Tensor):
 # 0.367 at 4, 0.346 at 8 and 0.359 at 16 (one thread, Intel Xeon with 2 MiB of L2 a core).
 # Bigger blocks make bigger products; a pass over all features (the chunk's 115 as one
 # block, kept) took 0.65-0.74 s with the rates read off them.
-PRE_ACTIVATION_BLOCK_BYTES = 2 ** 23
+PRE_ACTIVATION_BLOCK_BYTES = 2**23
 
 
 def _pre_activation_stream(bundle: dict, x: torch.Tensor):
@@ -257,6 +280,7 @@ def _pre_activation_stream(bundle: dict, x: torch.Tensor):
         block = max(1, PRE_ACTIVATION_BLOCK_BYTES // per_checkpoint)
         block = -(-checkpoints // -(-checkpoints // block))  # as even as they go
         return stacked_pre_activations(bundle["model"], params, x, block)
+
     return stream
 
 

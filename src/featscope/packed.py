@@ -5,10 +5,12 @@ Each run keeps its own parameters, optimiser state (Adam, AdamW and SGD are elem
 one optimiser over the stacked tensors is S independent ones), data order, metrics rows,
 divergence and checkpoints, in exactly the format of `train_one`. Results match `train_one`
 to float32 rounding: batched matrix products sum in another order, and the backward is
-written out (`stacked.TrainingPass`; tests/test_packed.py holds the tolerance). What packs: models without buffers (no batch norm) whose runs differ
+written out (`stacked.TrainingPass`; tests/test_packed.py holds the tolerance).
+What packs: models without buffers (no batch norm) whose runs differ
 only in their seed and their optimiser's values (learning rate, weight decay, momentum,
 warm-up length; see `batched_optim`); `pack_key` says which runs can share a pack.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,22 +28,31 @@ from tqdm.auto import tqdm
 from . import schedules
 from ._allocator import keep_freed_memory
 from ._subnormals import flush_subnormals
+from .batched_optim import BatchedOptimizer
 from .config import fingerprint
 from .models import build_model
 from .packing import STACKED_MODELS, VALUE_KEYS, pack_key  # noqa: F401  (pack_key: public here)
 from .stacked import TrainingPass, stacked_forward
 from .tasks import task_kind, task_outputs
-from .batched_optim import BatchedOptimizer
-from .training import (CHECKPOINT_FORMAT, RunResult, _in_dim, _tensors, load_resume_state,
-                       per_run_loss, per_run_loss_and_gradient, resolve_device, versions)
+from .training import (
+    CHECKPOINT_FORMAT,
+    RunResult,
+    _in_dim,
+    _tensors,
+    load_resume_state,
+    per_run_loss,
+    per_run_loss_and_gradient,
+    resolve_device,
+    versions,
+)
+
 
 def _check_packable(configs: list[dict]) -> None:
     keys = {pack_key(c) for c in configs}
     if None in keys:
         raise ValueError(f"packed training supports models {', '.join(STACKED_MODELS)} without batch norm")
     if len(keys) > 1:
-        raise ValueError("packed runs must differ only in their seed and optimiser values "
-                         f"({', '.join(VALUE_KEYS)})")
+        raise ValueError(f"packed runs must differ only in their seed and optimiser values ({', '.join(VALUE_KEYS)})")
 
 
 class _Pack:
@@ -78,23 +89,36 @@ class _Pack:
         return torch.stack(ok).all(dim=0)
 
 
-def train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progress: bool = False,
-                 log_file=None, resume_path=None, resume_every: float = 60.0) -> list[RunResult]:
+def train_packed(
+    runs: list[tuple[str, dict]],
+    data: dict,
+    device="cpu",
+    progress: bool = False,
+    log_file=None,
+    resume_path=None,
+    resume_every: float = 60.0,
+) -> list[RunResult]:
     """Train runs that share a `pack_key` together; one RunResult per run, as
     `train_one` would give. With `resume_path`, the pack's state is saved there every
     `resume_every` seconds and a restarted pack resumes from it."""
     return list(iter_train_packed(runs, data, device, progress, log_file, resume_path, resume_every))
 
 
-def iter_train_packed(runs: list[tuple[str, dict]], data: dict, device="cpu", progress: bool = False,
-                      log_file=None, resume_path=None, resume_every: float = 60.0):
+def iter_train_packed(
+    runs: list[tuple[str, dict]],
+    data: dict,
+    device="cpu",
+    progress: bool = False,
+    log_file=None,
+    resume_path=None,
+    resume_every: float = 60.0,
+):
     """`train_packed`, yielding the RunResults one at a time once the pack has trained, so
     that only one run's checkpoints are in memory at once (the others wait on disk: beside
     `resume_path`, else in a temporary directory)."""
     if resume_path is None:
         with tempfile.TemporaryDirectory(prefix="featscope-pack-") as tmp:
-            yield from _train_packed(runs, data, device, progress, log_file, None, resume_every,
-                                     Path(tmp))
+            yield from _train_packed(runs, data, device, progress, log_file, None, resume_every, Path(tmp))
     else:
         spill = Path(resume_path).with_suffix(".checkpoints")
         yield from _train_packed(runs, data, device, progress, log_file, resume_path, resume_every, spill)
@@ -134,18 +158,24 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
                 out = pack.own(xs)
             return criterion(out, ys), _accuracies(out, ys, kind)
 
-    st = {"step": 0, "orders": [torch.arange(len(x)) for _ in runs],
-          "shuffles": [torch.Generator().manual_seed(c["seed"]) for c in configs],
-          "saved_steps": [[] for _ in runs], "rows": [[] for _ in runs],
-          "diverged_at": [None] * n, "elapsed": 0.0}
+    st = {
+        "step": 0,
+        "orders": [torch.arange(len(x)) for _ in runs],
+        "shuffles": [torch.Generator().manual_seed(c["seed"]) for c in configs],
+        "saved_steps": [[] for _ in runs],
+        "rows": [[] for _ in runs],
+        "diverged_at": [None] * n,
+        "elapsed": 0.0,
+    }
     spill = _Spill(spill_dir, n, {k: v.shape[1:] for k, v in pack.params.items()}, ckpt_dtype)
     key = fingerprint({"configs": configs, "state": _STATE_FORMAT})
     if resume_path is not None:
         _restore(resume_path, key, st, pack, opt, spill)
     spill.keep_first([len(s) for s in st["saved_steps"]])
     start, last_save = time.perf_counter() - st["elapsed"], time.perf_counter()
-    bar = tqdm(total=total, initial=st["step"], desc=f"pack of {n}", file=log_file, mininterval=2.0,
-               disable=not progress)
+    bar = tqdm(
+        total=total, initial=st["step"], desc=f"pack of {n}", file=log_file, mininterval=2.0, disable=not progress
+    )
     for step in range(st["step"], total + 1):
         if resume_path is not None and time.perf_counter() - last_save >= resume_every:
             st.update(step=step, elapsed=time.perf_counter() - start)
@@ -158,7 +188,7 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
             forward = pack.training_pass(x, shared=True)
             yb = y.expand(n, *y.shape)
         else:
-            idx = torch.stack([o[pos:pos + batch] for o in st["orders"]]).to(device)
+            idx = torch.stack([o[pos : pos + batch] for o in st["orders"]]).to(device)
             forward, yb = pack.training_pass(x[idx], shared=False), y[idx]
         out = forward.output
         loss, grad_out = loss_and_gradient(out, yb)
@@ -240,7 +270,7 @@ class _Spill:
         raw = raw.view(count, self.record)
         params, at = {}, 0
         for k, shape in self.shapes.items():
-            params[k] = raw[:, at:at + self.sizes[k]].contiguous().view(self.dtype).view(count, *shape)
+            params[k] = raw[:, at : at + self.sizes[k]].contiguous().view(self.dtype).view(count, *shape)
             at += self.sizes[k]
         return params
 
@@ -262,26 +292,44 @@ def _result(i, run_id, cfg, st, step, x, out_dim, wall, device, n, spill) -> Run
     metrics = pd.DataFrame(st["rows"][i], columns=["step", "epoch", "split", "loss", "acc", "lr"])
     metrics.insert(0, "run", run_id)
     steps = st["saved_steps"][i]
-    bundle = {"format": CHECKPOINT_FORMAT,
-              "steps": torch.tensor(steps, dtype=torch.int64),
-              "params": spill.read(i, len(steps)),
-              "model": cfg["model"], "in_dim": _in_dim(x, cfg["model"]["name"]), "out_dim": int(out_dim),
-              "loss": cfg["train"]["loss"], "task": cfg["task"]["name"]}
+    bundle = {
+        "format": CHECKPOINT_FORMAT,
+        "steps": torch.tensor(steps, dtype=torch.int64),
+        "params": spill.read(i, len(steps)),
+        "model": cfg["model"],
+        "in_dim": _in_dim(x, cfg["model"]["name"]),
+        "out_dim": int(out_dim),
+        "loss": cfg["train"]["loss"],
+        "task": cfg["task"]["name"],
+    }
     diverged = st["diverged_at"][i]
-    info = {"run": run_id, "status": "ok" if diverged is None else "diverged",
-            "steps_done": int(step if diverged is None else diverged), "outputs": int(out_dim),
-            "diverged_at": diverged, "wall_seconds": wall, "device": str(device), "packed": n,
-            **versions()}
+    info = {
+        "run": run_id,
+        "status": "ok" if diverged is None else "diverged",
+        "steps_done": int(step if diverged is None else diverged),
+        "outputs": int(out_dim),
+        "diverged_at": diverged,
+        "wall_seconds": wall,
+        "device": str(device),
+        "packed": n,
+        **versions(),
+    }
     return RunResult(run_id, bundle, metrics, info)
 
 
 def _save_state(path, key, st, pack, opt) -> None:
     from .io import save_torch
 
-    save_torch({"key": key, "params": {k: v.detach() for k, v in pack.params.items()},
-                "opt": opt.state_dict(),
-                **{k: v for k, v in st.items() if k != "shuffles"},
-                "shuffles": [g.get_state() for g in st["shuffles"]]}, path)
+    save_torch(
+        {
+            "key": key,
+            "params": {k: v.detach() for k, v in pack.params.items()},
+            "opt": opt.state_dict(),
+            **{k: v for k, v in st.items() if k != "shuffles"},
+            "shuffles": [g.get_state() for g in st["shuffles"]],
+        },
+        path,
+    )
 
 
 def _restore(path, key, st, pack, opt, spill) -> None:

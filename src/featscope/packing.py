@@ -1,5 +1,6 @@
 """Which runs can train in one pack. Torch-free, so that the workflow plans packs without
 importing torch (a second or more on every Snakemake start)."""
+
 from __future__ import annotations
 
 from .config import fingerprint

@@ -22,6 +22,7 @@ The rule (all on N smoothed by a running median over `window` checkpoints):
 
 Phase II's level is the median count and median loss between t1 and t2.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -69,11 +70,19 @@ def exponential_rate(steps, loss) -> tuple[float, float]:
     slope, intercept = np.polyfit(t, logl, 1)
     resid = logl - (slope * t + intercept)
     total = ((logl - logl.mean()) ** 2).sum()
-    return float(-slope), float(1 - (resid ** 2).sum() / total) if total > 0 else np.nan
+    return float(-slope), float(1 - (resid**2).sum() / total) if total > 0 else np.nan
 
 
-def segment_phases(steps, loss, neurons, window: int = 5, min_delta: float = 2.0,
-                   rel_delta: float = 0.1, tail: float = 0.1, floor: float = 1e-4) -> Phases:
+def segment_phases(
+    steps,
+    loss,
+    neurons,
+    window: int = 5,
+    min_delta: float = 2.0,
+    rel_delta: float = 0.1,
+    tail: float = 0.1,
+    floor: float = 1e-4,
+) -> Phases:
     """Phase boundaries and Phase IV rate of one run (see the module docstring)."""
     steps = np.asarray(steps, dtype=float)
     loss = np.asarray(loss, dtype=float)
@@ -84,7 +93,7 @@ def segment_phases(steps, loss, neurons, window: int = 5, min_delta: float = 2.0
     t1 = _first(steps, n <= n_min + delta)
     t2 = t3 = np.nan
     crossing = _first(steps, n > n_min + delta, after=steps[i_min])
-    n_final = float(np.median(n[-max(1, int(round(tail * len(n)))):]))
+    n_final = float(np.median(n[-max(1, int(round(tail * len(n)))) :]))
     if np.isfinite(crossing):
         plateau_level = np.median(n[(steps >= t1) & (steps < crossing)])
         flat = np.flatnonzero((n <= plateau_level + min_delta) & (steps < crossing))
@@ -97,5 +106,6 @@ def segment_phases(steps, loss, neurons, window: int = 5, min_delta: float = 2.0
         below = np.flatnonzero(loss[i3:] < floor * loss[i3])
         end = i3 + (below[0] + 1 if len(below) else len(loss) - i3)
         rate, r2 = exponential_rate(steps[i3:end], loss[i3:end])
-    return Phases(t1, t2, t3, float(np.median(n[plateau])), float(np.median(loss[plateau])),
-                  rate, r2, n_final, float(loss[-1]))
+    return Phases(
+        t1, t2, t3, float(np.median(n[plateau])), float(np.median(loss[plateau])), rate, r2, n_final, float(loss[-1])
+    )

@@ -3,6 +3,7 @@
 The workflow's scripts call these; they know nothing about Snakemake, so each
 stage can also be run by hand or from a notebook.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,19 @@ def data_pack_job(stamps, outs) -> None:
         data_job(io.read_json(stamp), out)
 
 
-def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_metrics, out_info,
-              device: str = "auto", threads: int = 1, log=None, resume_dir=None,
-              resume_every: float = 60.0) -> None:
+def train_job(
+    run_id: str,
+    train_config: dict,
+    data_path,
+    out_checkpoints,
+    out_metrics,
+    out_info,
+    device: str = "auto",
+    threads: int = 1,
+    log=None,
+    resume_dir=None,
+    resume_every: float = 60.0,
+) -> None:
     """Train one run; a packable one through the packed path, so that its numbers do not
     depend on whether it trained alone or in a pack. In-progress state lives in
     `resume_dir`, which is not a job output, so it survives Snakemake deleting a killed
@@ -43,19 +54,43 @@ def train_job(run_id: str, train_config: dict, data_path, out_checkpoints, out_m
     data = load_dataset(data_path)
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
         if pack_key(train_config) is None:
-            [result] = train_runs([(run_id, train_config)], data, device, log_file=log_file,
-                                  resume_dir=resume_dir, resume_every=resume_every)
+            [result] = train_runs(
+                [(run_id, train_config)],
+                data,
+                device,
+                log_file=log_file,
+                resume_dir=resume_dir,
+                resume_every=resume_every,
+            )
         else:  # the same numbers as if it had trained in a pack
             state = Path(resume_dir, f"{run_id}.pt") if resume_dir else None
-            result = train_alone_packed(run_id, train_config, data, device=device, progress=True,
-                                        log_file=log_file, resume_path=state, resume_every=resume_every)
+            result = train_alone_packed(
+                run_id,
+                train_config,
+                data,
+                device=device,
+                progress=True,
+                log_file=log_file,
+                resume_path=state,
+                resume_every=resume_every,
+            )
     _write_run(result, train_config, out_checkpoints, out_metrics, out_info)
     if resume_dir:
         Path(resume_dir, f"{run_id}.pt").unlink(missing_ok=True)
 
 
-def train_pack_job(stamps, data_path, out_checkpoints, out_metrics, out_info, device: str = "auto",
-                   threads: int = 1, log=None, resume_dir=None, resume_every: float = 60.0) -> None:
+def train_pack_job(
+    stamps,
+    data_path,
+    out_checkpoints,
+    out_metrics,
+    out_info,
+    device: str = "auto",
+    threads: int = 1,
+    log=None,
+    resume_dir=None,
+    resume_every: float = 60.0,
+) -> None:
     """Train a pack of runs together (see `train_job`). `stamps` are the runs' config files (`<run id>.json`);
     the output lists follow their order."""
     torch.set_num_threads(threads)
@@ -63,8 +98,9 @@ def train_pack_job(stamps, data_path, out_checkpoints, out_metrics, out_info, de
     data = load_dataset(data_path)
     state = Path(resume_dir, f"pack-{fingerprint([r for r, _ in runs])}.pt") if resume_dir else None
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
-        results = iter_train_packed(runs, data, device, progress=True, log_file=log_file,
-                                    resume_path=state, resume_every=resume_every)
+        results = iter_train_packed(
+            runs, data, device, progress=True, log_file=log_file, resume_path=state, resume_every=resume_every
+        )
         for result, (_, cfg), *outs in zip(results, runs, out_checkpoints, out_metrics, out_info):
             _write_run(result, cfg, *outs)  # one run's checkpoints in memory at a time
     if state:
@@ -79,8 +115,10 @@ def _write_run(result, train_config, out_checkpoints, out_metrics, out_info) -> 
 
 
 def observe_job(run_id: str, family: str, params: dict, checkpoints_path, data_path, out) -> None:
-    observe_pack_job([{"run": run_id, "checkpoints": checkpoints_path, "data": data_path,
-                       "families": {family: (params, out)}}], progress=False)
+    observe_pack_job(
+        [{"run": run_id, "checkpoints": checkpoints_path, "data": data_path, "families": {family: (params, out)}}],
+        progress=False,
+    )
 
 
 def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None:
@@ -94,8 +132,7 @@ def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None
             if item["data"] not in datasets:
                 datasets[item["data"]] = load_dataset(item["data"])
             families = {name: params for name, (params, _) in item["families"].items()}
-            tables = observe_tables(item["run"], families, io.load_torch(item["checkpoints"]),
-                                    datasets[item["data"]])
+            tables = observe_tables(item["run"], families, io.load_torch(item["checkpoints"]), datasets[item["data"]])
             for name, (_, out) in item["families"].items():
                 io.write_parquet(tables[name], out)
 
@@ -105,7 +142,7 @@ def read_frames(paths, columns=None, filters=None) -> pd.DataFrame:
     paths = [str(p) for p in paths]
     for p in paths:
         try:
-            pads.dataset(p, format="parquet").schema
+            _ = pads.dataset(p, format="parquet").schema  # reading the footer finds damage
         except Exception as err:
             raise io.quarantine(p, err) from err
     table = pads.dataset(paths, format="parquet").to_table(columns=columns, filter=filters)
@@ -113,10 +150,15 @@ def read_frames(paths, columns=None, filters=None) -> pd.DataFrame:
 
 
 def runs_row(run: Run, info: dict) -> dict:
-    row = {"run": run.id, "study": run.study, "seed": run.seed,
-           "grid_point": run.id.rsplit("__seed-", 1)[0] if "__" in run.id else "base"}
-    row.update({k: (str(v) if isinstance(v, (list, dict)) else v)
-                for k, v in flatten(run.train_config).items() if k != "seed"})
+    row = {
+        "run": run.id,
+        "study": run.study,
+        "seed": run.seed,
+        "grid_point": run.id.rsplit("__seed-", 1)[0] if "__" in run.id else "base",
+    }
+    row.update(
+        {k: (str(v) if isinstance(v, (list, dict)) else v) for k, v in flatten(run.train_config).items() if k != "seed"}
+    )
     row.update({k: v for k, v in info.items() if k != "run"})
     return row
 
@@ -127,8 +169,7 @@ def runs_table_job(runs: list[dict], info_paths, out) -> None:
     io.write_parquet(pd.DataFrame(rows), out)
 
 
-def phase_table(metrics: pd.DataFrame, nonlinearity: pd.DataFrame, layer: str = "h2",
-                **params) -> pd.DataFrame:
+def phase_table(metrics: pd.DataFrame, nonlinearity: pd.DataFrame, layer: str = "h2", **params) -> pd.DataFrame:
     """Phase boundaries per run from its train loss and nonlinear-neuron curves."""
     counts = nonlinearity[(nonlinearity.observable == "nonlinear_neurons") & (nonlinearity.layer == layer)]
     loss = metrics[metrics.split == "train"].set_index(["run", "step"])["loss"]
@@ -176,8 +217,9 @@ def regimes_job(runs_path, spectral_paths, rules: dict, out) -> None:
     from .regimes import regime_table
 
     runs = io.read_parquet(runs_path)
-    spectral = read_frames(spectral_paths, columns=["run", "step", "observable", "value"],
-                           filters=pads.field("k").is_null())
+    spectral = read_frames(
+        spectral_paths, columns=["run", "step", "observable", "value"], filters=pads.field("k").is_null()
+    )
     io.write_parquet(regime_table(spectral, dict(zip(runs.run, runs.outputs)), **rules), out)
 
 
@@ -194,16 +236,21 @@ def _figure(figure: str, study: str, paths: dict, axes: dict):
     if figure in ("stages", "dynamics", "scaling"):
         return grokking_plots.figure(figure, study, paths, read_frames)
     runs = io.read_parquet(paths["runs"])
-    spectral_figures = {"spectrum": plots.spectrum, "cumulative": plots.cumulative,
-                        "effective_dim": plots.effective_dim, "regimes": plots.regime_map}
+    spectral_figures = {
+        "spectrum": plots.spectrum,
+        "cumulative": plots.cumulative,
+        "effective_dim": plots.effective_dim,
+        "regimes": plots.regime_map,
+    }
     if figure in spectral_figures:
         spectral = read_frames([p for p in paths["observables"] if "family=spectral" in str(p)])
         regimes = io.read_parquet(paths["regimes"]) if paths.get("regimes") else None
         return spectral_figures[figure](runs, spectral, regimes, study)
     phases = io.read_parquet(paths["phases"]) if paths.get("phases") else None
     metrics = read_frames(paths["metrics"], columns=["run", "step", "split", "loss"])
-    observables = read_frames(paths["observables"], filters=pads.field("observable").isin(
-        ["nonlinear_neurons", "linreg_loss"]))
+    observables = read_frames(
+        paths["observables"], filters=pads.field("observable").isin(["nonlinear_neurons", "linreg_loss"])
+    )
     if figure == "loss_neurons":
         return plots.loss_and_neurons(runs, metrics, observables, phases, study)
     if figure == "linreg":

@@ -7,6 +7,7 @@ pack, so adding seeds still trains only the new runs, and each run keeps its own
 Staleness is judged the way a make-like tool judges it: an output missing, or older than
 an input. Plain paths and configs only; nothing here knows about the workflow engine.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,15 +82,17 @@ def due_work(files: RunFiles, keep_checkpoints: bool) -> tuple[bool, list]:
     train = is_stale(train_outputs, [files.stamp, files.data])
     have_checkpoints = _mtime(files.checkpoints) is not None
     inputs = [files.data] + ([files.checkpoints] if have_checkpoints else [])
-    families = [f for f, out in files.observables.items()
-                if train or is_stale([out], inputs + [files.family_stamps[f]])]
+    families = [
+        f for f, out in files.observables.items() if train or is_stale([out], inputs + [files.family_stamps[f]])
+    ]
     if families and not have_checkpoints:
         train = True  # checkpoints were dropped after observing; observing again needs them
     return train, families
 
 
-def plan_study(study: str, runs: list[tuple[str, dict]], files: dict, keep_checkpoints: bool,
-               size: int) -> tuple[list[Pack], list[Pack]]:
+def plan_study(
+    study: str, runs: list[tuple[str, dict]], files: dict, keep_checkpoints: bool, size: int
+) -> tuple[list[Pack], list[Pack]]:
     """Train packs and observe packs (two runs or more each) of one study's due work."""
     if size < 2:
         return [], []
@@ -104,8 +107,9 @@ def plan_study(study: str, runs: list[tuple[str, dict]], files: dict, keep_check
             train_groups.setdefault(key, []).append(run_id)
         if families:
             observe_items.append((run_id, families))
-    train_packs = [_train_pack(study, chunk)
-                   for group in train_groups.values() for chunk in _chunks(group, size) if len(chunk) > 1]
+    train_packs = [
+        _train_pack(study, chunk) for group in train_groups.values() for chunk in _chunks(group, size) if len(chunk) > 1
+    ]
     observe_packs = [_observe_pack(study, chunk) for chunk in _chunks(observe_items, size) if len(chunk) > 1]
     return train_packs, observe_packs
 
@@ -158,11 +162,13 @@ def covered_studies(packs: list[Pack], runs: dict, families: dict | None = None)
     in one of `packs`; their files need no one-run rule."""
     covered: dict[str, set] = {}
     for pack in packs:
-        covered.setdefault(pack.study, set()).update(
-            (r, f) for r in pack.members for f in pack.families.get(r, [None]))
+        covered.setdefault(pack.study, set()).update((r, f) for r in pack.members for f in pack.families.get(r, [None]))
     wanted = (lambda study: families[study]) if families is not None else (lambda study: [None])
-    return [study for study, items in covered.items()
-            if all((run, f) in items for run in runs[study] for f in wanted(study))]
+    return [
+        study
+        for study, items in covered.items()
+        if all((run, f) in items for run in runs[study] for f in wanted(study))
+    ]
 
 
 def plan_datasets(datasets: dict, paths: dict, size: int) -> list[Pack]:
@@ -171,9 +177,8 @@ def plan_datasets(datasets: dict, paths: dict, size: int) -> list[Pack]:
     from .tasks import DOWNLOADED
 
     due = [d for d, task in datasets.items() if task["name"] not in DOWNLOADED and _mtime(paths[d]) is None]
-    return [Pack(fingerprint(["data", chunk]), "data", chunk)
-            for chunk in _chunks(due, size) if len(chunk) > 1]
+    return [Pack(fingerprint(["data", chunk]), "data", chunk) for chunk in _chunks(due, size) if len(chunk) > 1]
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -2,6 +2,7 @@
 
 Curves are medians over seeds with an interquartile band.
 """
+
 from __future__ import annotations
 
 import matplotlib
@@ -32,8 +33,10 @@ def reference_runs(runs: pd.DataFrame) -> pd.DataFrame:
 def _describe(runs: pd.DataFrame) -> str:
     r = runs.iloc[0]
     arch = f"[{r.get('task.d', '?')}, " + ", ".join([str(r["model.width"])] * int(r["model.depth"])) + ", 1]"
-    return (f"{arch} {r['model.activation']} MLP, {r['optim.name']} lr {r['optim.lr']:g}, "
-            f"task {r['task.name']} f={r.get('task.f', '?')}, {len(runs)} seeds")
+    return (
+        f"{arch} {r['model.activation']} MLP, {r['optim.name']} lr {r['optim.lr']:g}, "
+        f"task {r['task.name']} f={r.get('task.f', '?')}, {len(runs)} seeds"
+    )
 
 
 def shade_phases(ax, phases: pd.DataFrame | None, label: bool = True) -> None:
@@ -48,17 +51,28 @@ def shade_phases(ax, phases: pd.DataFrame | None, label: bool = True) -> None:
     for i, name in enumerate(["I", "II", "III", "IV"]):
         ax.axvspan(edges[i], edges[i + 1], color=PHASE_COLORS[i], alpha=0.6, lw=0, zorder=0)
         if label:
-            ax.text((edges[i] + edges[i + 1]) / 2, 0.97, name, transform=ax.get_xaxis_transform(),
-                    ha="center", va="top", fontsize=11, fontweight="bold", color="0.3")
+            ax.text(
+                (edges[i] + edges[i + 1]) / 2,
+                0.97,
+                name,
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="top",
+                fontsize=11,
+                fontweight="bold",
+                color="0.3",
+            )
     ax.set_xlim(lo, hi)
 
 
 def _phase_text(phases: pd.DataFrame) -> str:
     q = phases[["t1", "t2", "t3", "phase2_neurons", "phase4_rate"]].quantile([0.25, 0.5, 0.75])
     fmt = lambda c, f: f"{q[c][0.5]:{f}} [{q[c][0.25]:{f}}–{q[c][0.75]:{f}}]"  # noqa: E731
-    return (f"median [IQR] over seeds — boundaries t1 {fmt('t1', '.0f')}, t2 {fmt('t2', '.0f')}, "
-            f"t3 {fmt('t3', '.0f')}; Phase II neurons {fmt('phase2_neurons', '.0f')}; "
-            f"Phase IV rate {fmt('phase4_rate', '.2e')}/step")
+    return (
+        f"median [IQR] over seeds — boundaries t1 {fmt('t1', '.0f')}, t2 {fmt('t2', '.0f')}, "
+        f"t3 {fmt('t3', '.0f')}; Phase II neurons {fmt('phase2_neurons', '.0f')}; "
+        f"Phase IV rate {fmt('phase4_rate', '.2e')}/step"
+    )
 
 
 def loss_and_neurons(runs, metrics, observables, phases, study, layer="h2"):
@@ -71,8 +85,16 @@ def loss_and_neurons(runs, metrics, observables, phases, study, layer="h2"):
     sns.lineplot(train, x="step", y="loss", estimator="median", errorbar=BAND, ax=top, color="C0")
     top.set_yscale("log")
     top.set_ylabel("training loss (MSE)")
-    sns.lineplot(counts, x="step", y="value", hue="layer", estimator="median", errorbar=BAND,
-                 ax=bottom, palette={"h1": "0.6", "h2": "C3"})
+    sns.lineplot(
+        counts,
+        x="step",
+        y="value",
+        hue="layer",
+        estimator="median",
+        errorbar=BAND,
+        ax=bottom,
+        palette={"h1": "0.6", "h2": "C3"},
+    )
     bottom.set_ylabel("nonlinear neurons\n(0 < active rate < 1)")
     bottom.legend(title="hidden layer", loc="center right")
     for ax in (top, bottom):
@@ -97,14 +119,22 @@ def linreg_baselines(runs, metrics, observables, phases, study):
     # Colours as in the blog: training loss blue, the h2 baseline orange.
     layers = sorted(set(lin.layer.astype(str)), key=lambda l: (l != "x", l))
     order = ["training loss"] + [f"lin. regression on {l}" for l in reversed(layers)]
-    colors = ["C0", "C1", "C2", "C3", "C4", "C5"][:len(order)]
-    sns.lineplot(both, x="step", y="loss", hue="curve", hue_order=order, palette=dict(zip(order, colors)),
-                 estimator="median", errorbar=BAND, ax=ax)
+    colors = ["C0", "C1", "C2", "C3", "C4", "C5"][: len(order)]
+    sns.lineplot(
+        both,
+        x="step",
+        y="loss",
+        hue="curve",
+        hue_order=order,
+        palette=dict(zip(order, colors)),
+        estimator="median",
+        errorbar=BAND,
+        ax=ax,
+    )
     ax.set_yscale("log")
     ax.set_ylabel("MSE")
     shade_phases(ax, phases[phases.run.isin(ids)] if phases is not None else None)
-    ax.set_title(f"{study}: training loss vs least-squares fits of y on x, h1, h2\n{_describe(ref)}",
-                 fontsize=9)
+    ax.set_title(f"{study}: training loss vs least-squares fits of y on x, h1, h2\n{_describe(ref)}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -124,23 +154,36 @@ def axis_summary(runs, observables, phases, axis, study, axes=None, layer="h2"):
     sel = axis_slice(runs, axis, axes)
     value_of = dict(zip(sel.run, sel[axis].astype(str)))
     order = list(dict.fromkeys(sel[axis].astype(str)))
-    counts = observables[(observables.observable == "nonlinear_neurons") & (observables.layer == layer)
-                         & observables.run.isin(value_of)]
+    counts = observables[
+        (observables.observable == "nonlinear_neurons") & (observables.layer == layer) & observables.run.isin(value_of)
+    ]
     counts = counts.assign(**{axis: counts.run.map(value_of)})
     fig, (left, mid, right) = plt.subplots(1, 3, figsize=(14, 4))
-    sns.lineplot(counts, x="step", y="value", hue=axis, hue_order=order, estimator="median",
-                 errorbar=BAND, ax=left)
+    sns.lineplot(counts, x="step", y="value", hue=axis, hue_order=order, estimator="median", errorbar=BAND, ax=left)
     left.set_ylabel(f"nonlinear neurons in {layer}")
     if phases is not None and not phases.empty:
         ph = phases[phases.run.isin(value_of)].assign(**{axis: lambda d: d.run.map(value_of)})
-        for ax, col, label in ((mid, "phase2_neurons", "Phase II nonlinear neurons"),
-                               (right, "phase4_rate", "Phase IV loss decay rate (/step)")):
+        for ax, col, label in (
+            (mid, "phase2_neurons", "Phase II nonlinear neurons"),
+            (right, "phase4_rate", "Phase IV loss decay rate (/step)"),
+        ):
             sns.stripplot(ph, x=axis, y=col, order=order, ax=ax, color="0.4", size=4)
-            sns.pointplot(ph, x=axis, y=col, order=order, estimator="median", errorbar=None,
-                          ax=ax, color="C3", markers="D", linestyles="-")
+            sns.pointplot(
+                ph,
+                x=axis,
+                y=col,
+                order=order,
+                estimator="median",
+                errorbar=None,
+                ax=ax,
+                color="C3",
+                markers="D",
+                linestyles="-",
+            )
             ax.set_ylabel(label)
-    fig.suptitle(f"{study}: effect of {axis} (other settings at the base point; dots = seeds, "
-                 f"red = median)", fontsize=10)
+    fig.suptitle(
+        f"{study}: effect of {axis} (other settings at the base point; dots = seeds, red = median)", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -158,11 +201,19 @@ def spectrum(runs, spectral, regimes, study):
     eig = spectral[(spectral.run == run) & (spectral.observable == "eigenvalue")]
     steps = _pick_steps(eig.step, 6)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    sns.lineplot(eig[eig.step.isin(steps)], x="k", y="value", hue="step", palette="viridis",
-                 marker="o", markersize=3, ax=ax, legend="full")
+    sns.lineplot(
+        eig[eig.step.isin(steps)],
+        x="k",
+        y="value",
+        hue="step",
+        palette="viridis",
+        marker="o",
+        markersize=3,
+        ax=ax,
+        legend="full",
+    )
     ax.set(xscale="log", yscale="log", xlabel="eigen index k", ylabel="eigenvalue ρ_k")
-    ax.set_title(f"{study}: spectrum of the {eig.layer.iloc[0]} feature kernel over training\nrun {run}",
-                 fontsize=9)
+    ax.set_title(f"{study}: spectrum of the {eig.layer.iloc[0]} feature kernel over training\nrun {run}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -172,10 +223,21 @@ def cumulative(runs, spectral, regimes, study):
     run = reference_runs(runs).run.iloc[0]
     cum = spectral[(spectral.run == run) & spectral.observable.isin(["cum_quality", "cum_utility"])]
     steps = _pick_steps(cum.step, 4)
-    cum = cum[cum.step.isin(steps)].assign(curve=lambda d: d.observable.map(
-        {"cum_quality": "Π*(k): target", "cum_utility": "Π̂(k): output"}))
-    grid = sns.relplot(cum, x="k", y="value", hue="step", col="curve", kind="line", palette="viridis",
-                       height=3.8, aspect=1.1, legend="full")
+    cum = cum[cum.step.isin(steps)].assign(
+        curve=lambda d: d.observable.map({"cum_quality": "Π*(k): target", "cum_utility": "Π̂(k): output"})
+    )
+    grid = sns.relplot(
+        cum,
+        x="k",
+        y="value",
+        hue="step",
+        col="curve",
+        kind="line",
+        palette="viridis",
+        height=3.8,
+        aspect=1.1,
+        legend="full",
+    )
     grid.set(xscale="log", ylim=(0, 1.02), xlabel="number of eigenfunctions k", ylabel="cumulative share")
     grid.figure.suptitle(f"{study}: cumulative quality and utility, run {run}", fontsize=10, y=1.03)
     return grid.figure
@@ -183,15 +245,25 @@ def cumulative(runs, spectral, regimes, study):
 
 def effective_dim(runs, spectral, regimes, study):
     """Effective dimensions, D_LR and eigenfunction drift over training, per grid point."""
-    names = ["effective_dim", "effective_dim_quality", "effective_dim_utility", "d_lr", "drift_init",
-             "drift_prev"]
+    names = ["effective_dim", "effective_dim_quality", "effective_dim_utility", "d_lr", "drift_init", "drift_prev"]
     rows = spectral[spectral.observable.isin(names)].merge(runs[["run", "grid_point"]], on="run")
-    grid = sns.relplot(rows, x="step", y="value", hue="grid_point", col="observable", col_wrap=3,
-                       col_order=names, kind="line", estimator="median", errorbar=BAND,
-                       facet_kws={"sharey": False}, height=3, aspect=1.3)
+    grid = sns.relplot(
+        rows,
+        x="step",
+        y="value",
+        hue="grid_point",
+        col="observable",
+        col_wrap=3,
+        col_order=names,
+        kind="line",
+        estimator="median",
+        errorbar=BAND,
+        facet_kws={"sharey": False},
+        height=3,
+        aspect=1.3,
+    )
     grid.set_titles("{col_name}")
-    grid.figure.suptitle(f"{study}: kernel eigen-measures over training (median over seeds)",
-                         fontsize=10, y=1.02)
+    grid.figure.suptitle(f"{study}: kernel eigen-measures over training (median over seeds)", fontsize=10, y=1.02)
     return grid.figure
 
 
@@ -202,8 +274,15 @@ def regime_map(runs, spectral, regimes, study):
     codes = mode.map({"coefficient": 0, "MF": 1, "EF": 2}).unstack("step")
     fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(codes)))
     cmap = matplotlib.colors.ListedColormap(["#bdbdbd", "#4daf4a", "#984ea3"])
-    sns.heatmap(codes, cmap=cmap, vmin=-0.5, vmax=2.5, ax=ax, cbar_kws={"ticks": [0, 1, 2]},
-                xticklabels=max(1, codes.shape[1] // 10))
+    sns.heatmap(
+        codes,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=2.5,
+        ax=ax,
+        cbar_kws={"ticks": [0, 1, 2]},
+        xticklabels=max(1, codes.shape[1] // 10),
+    )
     ax.collections[0].colorbar.set_ticklabels(["coefficient", "MF", "EF"])
     ax.set(xlabel="step", ylabel="grid point")
     ax.set_title(f"{study}: feature-learning regime per checkpoint (most common over seeds)", fontsize=10)

@@ -11,6 +11,7 @@ Each checkpoint of a run is labelled, in this order:
 
 The run's regime is the label of its last checkpoint.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,13 @@ import pandas as pd
 REGIMES = ["coefficient", "MF", "EF"]
 
 
-def label(drift_init: float, effective_dim_utility: float, classes: int,
-          coefficient_drift: float = 0.01, mf_factor: float = 2.0) -> str:
+def label(
+    drift_init: float,
+    effective_dim_utility: float,
+    classes: int,
+    coefficient_drift: float = 0.01,
+    mf_factor: float = 2.0,
+) -> str:
     if not np.isfinite(drift_init) or drift_init < coefficient_drift:
         return "coefficient"
     return "MF" if effective_dim_utility <= mf_factor * classes else "EF"
@@ -32,6 +38,7 @@ def regime_table(spectral: pd.DataFrame, classes: dict, **rules) -> pd.DataFrame
     wide = wide.pivot_table(index=["run", "step"], columns="observable", values="value").reset_index()
     wide.columns.name = None
     wide["classes"] = wide.run.map(classes).astype(int)
-    wide["regime"] = [label(d, e, c, **rules) for d, e, c in
-                      zip(wide.drift_init, wide.effective_dim_utility, wide.classes)]
+    wide["regime"] = [
+        label(d, e, c, **rules) for d, e, c in zip(wide.drift_init, wide.effective_dim_utility, wide.classes)
+    ]
     return wide.sort_values(["run", "step"], ignore_index=True)

@@ -2,9 +2,10 @@
 
 A schedule always includes step 0 (the initialisation) and the final step.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

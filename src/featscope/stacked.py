@@ -10,6 +10,7 @@ Inputs are either shared by all runs, (n, ...), or one batch per run, (S, n, ...
 Training goes through `TrainingPass`, whose backward is written out; the gradients
 family's autograd and evaluation through `stacked_forward` / `stacked_features`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,22 +19,21 @@ from torch.nn.functional import one_hot
 from .models import ACTIVATIONS, Features
 
 
-def stacked_forward(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
-                    shared: bool) -> torch.Tensor:
+def stacked_forward(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool) -> torch.Tensor:
     """Outputs (S, n, out) of the S runs whose parameters are stacked in `params`."""
     return _layers(model_cfg, params, x, shared, record=False)[0]
 
 
-def stacked_features(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
-                     shared: bool) -> tuple[torch.Tensor, Features]:
+def stacked_features(
+    model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool
+) -> tuple[torch.Tensor, Features]:
     """Outputs (S, n, out) and `Features` (tensors (S, n, ...)), as `forward_features` gives
     one model; S are runs of a pack, or checkpoints of one run."""
     return _layers(model_cfg, params, x, shared, record=True)
 
 
 @torch.no_grad()  # on a generator, torch sets and restores the mode around each step
-def stacked_pre_activations(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor,
-                            block: int):
+def stacked_pre_activations(model_cfg: dict, params: dict[str, torch.Tensor], x: torch.Tensor, block: int):
     """Yield (layer, pre-activations (b, n, width)) for `block` runs (or checkpoints) at a
     time, layer by layer, inputs shared. A yielded tensor is overwritten by its activation
     as soon as the next one is asked for: read it, do not keep it. Nothing else is formed
@@ -43,7 +43,7 @@ def stacked_pre_activations(model_cfg: dict, params: dict[str, torch.Tensor], x:
     layers = _hidden_names(params)
     runs = next(iter(params.values())).shape[0]
     for lo in range(0, runs, block):
-        part = {k: v[lo:lo + block] for k, v in params.items()}
+        part = {k: v[lo : lo + block] for k, v in params.items()}
         h = _inputs(model_cfg, part, x, shared=True)
         for index, layer in enumerate(layers, start=1):
             # The products of `_layers`, so the same values bit for bit (tests/test_dynamics.py).
@@ -194,8 +194,14 @@ class TrainingPass:
             for i in range(len(self.layers) - 1, lowest - 1, -1):
                 weight, bias = self._weights(self.layers[i])
                 down = i > lowest or into_inputs  # whether a layer below, or the inputs, want a gradient
-                grads = _affine_backward(grad, self.layer_inputs[i], weight, down, weight.requires_grad,
-                                         bias is not None and bias.requires_grad)
+                grads = _affine_backward(
+                    grad,
+                    self.layer_inputs[i],
+                    weight,
+                    down,
+                    weight.requires_grad,
+                    bias is not None and bias.requires_grad,
+                )
                 for param, param_grad in zip((weight, bias), grads[1:]):
                     if param_grad is not None:
                         param.grad = param_grad

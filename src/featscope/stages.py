@@ -17,6 +17,7 @@ These follow the notes on Tian's paper (W1 change < 1e-3 for lazy, accuracy
 >= 95 % for interactive); thresholds depend on the model and loss, so they are
 config keys (``stages:`` in a study).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,14 @@ STAGES = ["lazy", "independent", "interactive", "converged"]
 DEFAULTS = {"lazy_rate": 1e-3, "acc_high": 0.95, "converged_grad": 0.01}
 
 
-def stage(test_acc: float, max_delta_rate: float, grad_norm: float, lazy_rate: float = 1e-3,
-          acc_high: float = 0.95, converged_grad: float = 0.01) -> str:
+def stage(
+    test_acc: float,
+    max_delta_rate: float,
+    grad_norm: float,
+    lazy_rate: float = 1e-3,
+    acc_high: float = 0.95,
+    converged_grad: float = 0.01,
+) -> str:
     """Stage of one checkpoint; `max_delta_rate` is the largest h1 change rate so far."""
     if test_acc >= acc_high:
         return "converged" if grad_norm <= converged_grad else "interactive"
@@ -36,12 +43,14 @@ def stage(test_acc: float, max_delta_rate: float, grad_norm: float, lazy_rate: f
     return "independent"
 
 
-def stage_table(metrics: pd.DataFrame, weights: pd.DataFrame, gradients: pd.DataFrame,
-                **rules) -> pd.DataFrame:
+def stage_table(metrics: pd.DataFrame, weights: pd.DataFrame, gradients: pd.DataFrame, **rules) -> pd.DataFrame:
     """Per (run, checkpoint step): the quantities the rules read and the stage label."""
     rules = {**DEFAULTS, **rules}
-    acc = metrics[metrics.split.isin(["train", "test"])].pivot_table(
-        index=["run", "step"], columns="split", values="acc").add_suffix("_acc")
+    acc = (
+        metrics[metrics.split.isin(["train", "test"])]
+        .pivot_table(index=["run", "step"], columns="split", values="acc")
+        .add_suffix("_acc")
+    )
     delta = weights[(weights.observable == "weight_delta_rel") & (weights.layer == "h1")]
     delta = delta.set_index(["run", "step"]).value.rename("h1_delta_rel")
     grad = gradients[(gradients.observable == "grad_norm") & gradients.layer.isna()]
@@ -51,8 +60,7 @@ def stage_table(metrics: pd.DataFrame, weights: pd.DataFrame, gradients: pd.Data
     gap = table.groupby("run").step.diff()
     table["h1_delta_rate"] = table.h1_delta_rel / gap
     running_max = table.h1_delta_rate.fillna(0).groupby(table.run).cummax()
-    table["stage"] = [stage(t, d, g, **rules) for t, d, g in
-                      zip(table.test_acc, running_max, table.grad_norm)]
+    table["stage"] = [stage(t, d, g, **rules) for t, d, g in zip(table.test_acc, running_max, table.grad_norm)]
     return table
 
 
@@ -70,11 +78,18 @@ def grokking_table(metrics: pd.DataFrame, train_acc: float = 0.99, test_acc: flo
         test = m[m.split == "test"].sort_values("step")
         epochs = dict(zip(m.step, m.epoch))
         t_train, t_test = _first_step(train, train_acc), _first_step(test, test_acc)
-        rows.append({"run": run, "step_train_fit": t_train, "step_test_fit": t_test,
-                     "delay_steps": t_test - t_train,
-                     "delay_epochs": (epochs.get(t_test, np.nan) - epochs.get(t_train, np.nan)),
-                     "final_train_acc": float(train.acc.iloc[-1]), "final_test_acc": float(test.acc.iloc[-1]),
-                     "generalised": bool(test.acc.iloc[-1] >= test_acc)})
+        rows.append(
+            {
+                "run": run,
+                "step_train_fit": t_train,
+                "step_test_fit": t_test,
+                "delay_steps": t_test - t_train,
+                "delay_epochs": (epochs.get(t_test, np.nan) - epochs.get(t_train, np.nan)),
+                "final_train_acc": float(train.acc.iloc[-1]),
+                "final_test_acc": float(test.acc.iloc[-1]),
+                "generalised": bool(test.acc.iloc[-1] >= test_acc),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -114,7 +129,7 @@ def scaling_table(runs: pd.DataFrame, grokking: pd.DataFrame, level: float = 0.5
     rate.columns = ["M", "train_fraction", "generalisation_rate", "seeds"]
     crit = {m: critical_fraction(g.train_fraction, g.generalisation_rate, level) for m, g in rate.groupby("M")}
     rate["critical_fraction"] = rate.M.map(crit)
-    rate["n_crit"] = rate.critical_fraction * rate.M ** 2
+    rate["n_crit"] = rate.critical_fraction * rate.M**2
     per_m = rate.drop_duplicates("M")
     c, r2 = fit_m_log_m(per_m.M, per_m.n_crit)
     return rate.assign(c=c, r2=r2)

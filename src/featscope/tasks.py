@@ -4,6 +4,7 @@ A dataset is a dict of numpy arrays: ``x_train``, ``y_train`` and, when the
 task has a held-out split, ``x_test``, ``y_test``. Regression targets are
 (n, outputs) float arrays; classification targets are (n,) integer labels.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,15 +42,20 @@ def fn1d(cfg: dict) -> dict:
 
 def mnist1d(cfg: dict) -> dict:
     """MNIST-1D (Greydanus & Kobak), generated procedurally by the `mnist1d` package: no download."""
-    from mnist1d.data import get_dataset_args, make_dataset as make_mnist1d
+    from mnist1d.data import get_dataset_args
+    from mnist1d.data import make_dataset as make_mnist1d
 
     args = get_dataset_args()
     args.num_samples = cfg["n_train"] + cfg["n_test"]
     args.train_split = cfg["n_train"] / args.num_samples
     args.seed = cfg["seed"]
     raw = make_mnist1d(args)
-    data = {"x_train": raw["x"].astype(np.float32), "y_train": raw["y"].astype(np.int64),
-            "x_test": raw["x_test"].astype(np.float32), "y_test": raw["y_test"].astype(np.int64)}
+    data = {
+        "x_train": raw["x"].astype(np.float32),
+        "y_train": raw["y"].astype(np.int64),
+        "x_test": raw["x_test"].astype(np.float32),
+        "y_test": raw["y_test"].astype(np.int64),
+    }
     return _with_random_labels(data, cfg)
 
 
@@ -91,9 +97,14 @@ def modadd(cfg: dict) -> dict:
     return _split(x[order], y[order], n_train)
 
 
-TASKS = {"sin2": (sin2, "regression"), "fn1d": (fn1d, "regression"),
-         "mnist1d": (mnist1d, "classification"), "modadd": (modadd, "classification"),
-         "mnist": (images, "classification"), "cifar10": (images, "classification")}
+TASKS = {
+    "sin2": (sin2, "regression"),
+    "fn1d": (fn1d, "regression"),
+    "mnist1d": (mnist1d, "classification"),
+    "modadd": (modadd, "classification"),
+    "mnist": (images, "classification"),
+    "cifar10": (images, "classification"),
+}
 
 
 DOWNLOADED = ("mnist", "cifar10")  # fetched over the network; the rest are generated locally

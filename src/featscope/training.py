@@ -7,6 +7,7 @@ Step convention: step t is the model after t optimiser updates. The metrics
 row for step t holds the loss of those parameters, and the checkpoint for
 step t holds the same parameters, so metrics and observables line up.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 def versions() -> dict:
     from . import __version__
 
-    return {"version.featscope": __version__, "version.torch": torch.__version__,
-            "version.numpy": np.__version__, "version.python": platform.python_version()}
+    return {
+        "version.featscope": __version__,
+        "version.torch": torch.__version__,
+        "version.numpy": np.__version__,
+        "version.python": platform.python_version(),
+    }
 
 
 @dataclass
@@ -83,8 +88,9 @@ def per_run_loss(kind: str, name: str):
     if name == "mse":
         return lambda out, y: F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
     if name == "cross_entropy":
-        return lambda out, y: (F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
-                               .view(len(out), -1).mean(1))
+        return lambda out, y: (
+            F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(len(out), -1).mean(1)
+        )
     if name == "zero_mean_mse":
         return zero_mean_mse  # written for both shapes
     raise NotImplementedError(f"loss '{name}' has no per-run form for packed training")
@@ -122,8 +128,11 @@ def _zero_mean_mse_and_gradient(out, labels):
     return losses, resid.mul_(-1.0 / labels.shape[-1])  # −P⊥(Y − Ŷ) / n; resid is P⊥-projected already
 
 
-_LOSS_AND_GRADIENT = {"mse": _mse_and_gradient, "cross_entropy": _cross_entropy_and_gradient,
-                      "zero_mean_mse": _zero_mean_mse_and_gradient}
+_LOSS_AND_GRADIENT = {
+    "mse": _mse_and_gradient,
+    "cross_entropy": _cross_entropy_and_gradient,
+    "zero_mean_mse": _zero_mean_mse_and_gradient,
+}
 
 
 def _accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
@@ -171,8 +180,15 @@ def _tensors(data: dict, device, kind: str):
     return out
 
 
-def train_runs(runs: list[tuple[str, dict]], data: dict, device="cpu", progress: bool = True,
-               log_file=None, resume_dir=None, resume_every: float = 60.0) -> list[RunResult]:
+def train_runs(
+    runs: list[tuple[str, dict]],
+    data: dict,
+    device="cpu",
+    progress: bool = True,
+    log_file=None,
+    resume_dir=None,
+    resume_every: float = 60.0,
+) -> list[RunResult]:
     """Train each (run_id, train_config) on `data`; return their results.
 
     With `resume_dir`, each run saves its full training state there every
@@ -180,14 +196,31 @@ def train_runs(runs: list[tuple[str, dict]], data: dict, device="cpu", progress:
     from it: model, optimiser, scheduler and RNG states are all restored, so
     the result is identical to an uninterrupted run.
     """
-    return [train_one(run_id, cfg, data, device, progress, log_file,
-                      resume_path=(Path(resume_dir) / f"{run_id}.pt") if resume_dir else None,
-                      resume_every=resume_every)
-            for run_id, cfg in runs]
+    return [
+        train_one(
+            run_id,
+            cfg,
+            data,
+            device,
+            progress,
+            log_file,
+            resume_path=(Path(resume_dir) / f"{run_id}.pt") if resume_dir else None,
+            resume_every=resume_every,
+        )
+        for run_id, cfg in runs
+    ]
 
 
-def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, log_file=None,
-              resume_path=None, resume_every: float = 60.0) -> RunResult:
+def train_one(
+    run_id: str,
+    cfg: dict,
+    data: dict,
+    device="cpu",
+    progress=True,
+    log_file=None,
+    resume_path=None,
+    resume_every: float = 60.0,
+) -> RunResult:
     keep_freed_memory()
     flush_subnormals()
     device = resolve_device(device) if isinstance(device, str) else device
@@ -209,15 +242,20 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
     ckpt_dtype = getattr(torch, cfg.get("checkpoint_dtype", "float32"))
 
     # Everything that evolves during training; saved whole for resumption.
-    st = {"step": 0, "order": torch.arange(len(x)), "shuffle": torch.Generator().manual_seed(cfg["seed"]),
-          "saved_steps": [], "saved": {name: [] for name in model.state_dict()}, "rows": [],
-          "elapsed": 0.0}
+    st = {
+        "step": 0,
+        "order": torch.arange(len(x)),
+        "shuffle": torch.Generator().manual_seed(cfg["seed"]),
+        "saved_steps": [],
+        "saved": {name: [] for name in model.state_dict()},
+        "rows": [],
+        "elapsed": 0.0,
+    }
     key = fingerprint(cfg)
     if resume_path is not None:
         _restore(resume_path, key, st, model, opt, sched)
     status, start, last_save = "ok", time.perf_counter() - st["elapsed"], time.perf_counter()
-    bar = tqdm(total=total, initial=st["step"], desc=run_id, file=log_file, mininterval=2.0,
-               disable=not progress)
+    bar = tqdm(total=total, initial=st["step"], desc=run_id, file=log_file, mininterval=2.0, disable=not progress)
     for step in range(st["step"], total + 1):
         if resume_path is not None and time.perf_counter() - last_save >= resume_every:
             st.update(step=step, elapsed=time.perf_counter() - start)
@@ -226,8 +264,11 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         pos = (step * batch) % len(x)
         if batch < len(x) and pos < batch:
             st["order"] = torch.randperm(len(x), generator=st["shuffle"])
-        xb, yb = (x, y) if batch >= len(x) else (x[st["order"][pos:pos + batch].to(device)],
-                                                 y[st["order"][pos:pos + batch].to(device)])
+        xb, yb = (
+            (x, y)
+            if batch >= len(x)
+            else (x[st["order"][pos : pos + batch].to(device)], y[st["order"][pos : pos + batch].to(device)])
+        )
         out = model(xb)
         loss = criterion(out, yb)
         lr = opt.param_groups[0]["lr"]
@@ -235,13 +276,15 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         epoch = step * batch / len(x)
         evaluate = step % eval_every == 0 or step == total or is_checkpoint(step)
         if batch < len(x):  # the batch's loss, then the whole training set's at the same θ
-            st["rows"].append((step, epoch, "batch", value,
-                               _accuracy(out, yb) if kind == "classification" else math.nan, lr))
+            st["rows"].append(
+                (step, epoch, "batch", value, _accuracy(out, yb) if kind == "classification" else math.nan, lr)
+            )
             if evaluate:
                 st["rows"].append(_evaluate(model, tensors, criterion, kind, step, epoch, lr, "train"))
         else:
-            st["rows"].append((step, epoch, "train", value,
-                               _accuracy(out, yb) if kind == "classification" else math.nan, lr))
+            st["rows"].append(
+                (step, epoch, "train", value, _accuracy(out, yb) if kind == "classification" else math.nan, lr)
+            )
         if "x_test" in tensors and evaluate:
             st["rows"].append(_evaluate(model, tensors, criterion, kind, step, epoch, lr, "test"))
         # A diverged step is kept as a checkpoint when its parameters are still finite.
@@ -268,13 +311,23 @@ def train_one(run_id: str, cfg: dict, data: dict, device="cpu", progress=True, l
         "format": CHECKPOINT_FORMAT,
         "steps": torch.tensor(st["saved_steps"], dtype=torch.int64),
         "params": {name: torch.stack(ts) for name, ts in st["saved"].items()},
-        "model": cfg["model"], "in_dim": _in_dim(x, cfg["model"]["name"]), "out_dim": int(out_dim),
-        "loss": cfg["train"]["loss"], "task": cfg["task"]["name"],
+        "model": cfg["model"],
+        "in_dim": _in_dim(x, cfg["model"]["name"]),
+        "out_dim": int(out_dim),
+        "loss": cfg["train"]["loss"],
+        "task": cfg["task"]["name"],
     }
-    info = {"run": run_id, "status": status, "steps_done": int(step), "outputs": int(out_dim),
-            "diverged_at": int(step) if status == "diverged" else None,
-            "wall_seconds": time.perf_counter() - start, "device": str(device), "packed": 1,
-            **versions()}
+    info = {
+        "run": run_id,
+        "status": status,
+        "steps_done": int(step),
+        "outputs": int(out_dim),
+        "diverged_at": int(step) if status == "diverged" else None,
+        "wall_seconds": time.perf_counter() - start,
+        "device": str(device),
+        "packed": 1,
+        **versions(),
+    }
     return RunResult(run_id, bundle, metrics, info)
 
 
@@ -291,11 +344,19 @@ def _finite(model) -> bool:
 def _save_state(path, key, st, model, opt, sched) -> None:
     from .io import save_torch
 
-    save_torch({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
-                "sched": sched.state_dict(), "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                **{k: v for k, v in st.items() if k != "shuffle"},
-                "shuffle": st["shuffle"].get_state()}, path)
+    save_torch(
+        {
+            "key": key,
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **{k: v for k, v in st.items() if k != "shuffle"},
+            "shuffle": st["shuffle"].get_state(),
+        },
+        path,
+    )
 
 
 def load_resume_state(path, key) -> dict | None:

@@ -7,6 +7,7 @@ here, in their usual CIFAR form. Each exposes its penultimate features as
 hidden layer ``h1`` (post-activation; for ResNet, the pooled features, which
 have no separate pre-activation) and its last layer as ``readout``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,9 +42,16 @@ class SmallCNN(_WithFeatures):
     def __init__(self, in_channels: int, classes: int, width: int = 128, batch_norm: bool = False):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), _norm(32, batch_norm), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), _norm(64, batch_norm), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(4))
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            _norm(32, batch_norm),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            _norm(64, batch_norm),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
+        )
         self.hidden = nn.ModuleList([nn.Linear(64 * 16, width)])
         self.readout = nn.Linear(width, classes)
 
@@ -73,8 +81,11 @@ class _Block(nn.Module):
         self.bn1 = _norm(cout, batch_norm)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=not batch_norm)
         self.bn2 = _norm(cout, batch_norm)
-        self.skip = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=not batch_norm), _norm(cout, batch_norm))
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=not batch_norm), _norm(cout, batch_norm))
+        )
 
     def forward(self, x):
         out = torch.relu(self.bn1(self.conv1(x)))

@@ -9,10 +9,11 @@ re-runs exactly that family's observe jobs.
 
 The registry itself imports no torch: the workflow reads it while Snakemake starts.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -38,19 +39,36 @@ COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
 
 
 FAMILIES = {
-    "nonlinearity": Family("nonlinearity", 1, frozenset({"regression", "classification"}),
-                           "active rate and nonlinear/dead/linear neuron counts", reads="active rates"),
-    "linreg": Family("linreg", 2, frozenset({"regression"}),
-                     "least-squares baselines of y on each layer's features"),
-    "spectral": Family("spectral", 1, frozenset({"regression", "classification"}),
-                       "kernel eigen-measures of the penultimate features (Nam et al.)",
-                       frozenset({"layer", "landmarks", "top"})),
-    "weights": Family("weights", 1, frozenset({"regression", "classification"}),
-                      "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)",
-                      frozenset({"min_purity"}), reads="parameters"),
-    "gradients": Family("gradients", 1, frozenset({"regression", "classification"}),
-                        "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)",
-                        reads="parameters"),  # with its own forward and backward pass
+    "nonlinearity": Family(
+        "nonlinearity",
+        1,
+        frozenset({"regression", "classification"}),
+        "active rate and nonlinear/dead/linear neuron counts",
+        reads="active rates",
+    ),
+    "linreg": Family("linreg", 2, frozenset({"regression"}), "least-squares baselines of y on each layer's features"),
+    "spectral": Family(
+        "spectral",
+        1,
+        frozenset({"regression", "classification"}),
+        "kernel eigen-measures of the penultimate features (Nam et al.)",
+        frozenset({"layer", "landmarks", "top"}),
+    ),
+    "weights": Family(
+        "weights",
+        1,
+        frozenset({"regression", "classification"}),
+        "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)",
+        frozenset({"min_purity"}),
+        reads="parameters",
+    ),
+    "gradients": Family(
+        "gradients",
+        1,
+        frozenset({"regression", "classification"}),
+        "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)",
+        reads="parameters",
+    ),  # with its own forward and backward pass
 }
 
 

@@ -3,6 +3,7 @@
 Pure functions of tensors; `families.weights` and `families.gradients` apply
 them to every checkpoint of a run.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ def mean_pairwise_cosine(rows: torch.Tensor, absolute: bool = False) -> float:
     return float((cos.sum() - cos.diagonal().sum()) / (k * (k - 1)))
 
 
-def batched_mean_pairwise_cosine(rows: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
+def batched_mean_pairwise_cosine(rows: torch.Tensor, block_bytes: int = 4 * 2**20) -> torch.Tensor:
     """`mean_pairwise_cosine` of each of a stack of row sets (T, k, d): (T,) float64.
     Σ_ij cos_ij = ‖Σ_i row_i/‖row_i‖‖²: no k × k matrix (2048 neurons: 4M entries). In
     float64 a few sets at a time (`_blocks`)."""
@@ -73,7 +74,7 @@ def batched_effective_rank(weights: torch.Tensor) -> torch.Tensor:
     return torch.where(total[:, 0] > 0, torch.exp(-plogp.sum(dim=-1)), 0.0)
 
 
-def batched_mean_abs_pairwise_cosine(rows: torch.Tensor, block_bytes: int = 32 * 2 ** 20) -> torch.Tensor:
+def batched_mean_abs_pairwise_cosine(rows: torch.Tensor, block_bytes: int = 32 * 2**20) -> torch.Tensor:
     """`mean_pairwise_cosine(absolute=True)` of each of a stack of row sets (T, k, d): (T,)
     float64. |cos| has no sum trick: the k × k matrices, as few at a time as fit `block_bytes`."""
     k = rows.shape[1]
@@ -108,10 +109,10 @@ def fourier_energy(weights: torch.Tensor) -> torch.Tensor:
     power = torch.fft.fft(weights.double(), dim=-1).abs().pow(2).sum(dim=1)  # (K, M)
     m = power.shape[-1]
     half = m // 2
-    energy = power[:, :half + 1].clone()
-    mirrored = power[:, m - half:].flip(-1)  # frequencies M−half..M−1 reversed = half..1
+    energy = power[:, : half + 1].clone()
+    mirrored = power[:, m - half :].flip(-1)  # frequencies M−half..M−1 reversed = half..1
     if m % 2 == 0:
-        energy[:, 1:half] += mirrored[:, :half - 1]  # the Nyquist frequency M/2 pairs with itself
+        energy[:, 1:half] += mirrored[:, : half - 1]  # the Nyquist frequency M/2 pairs with itself
     else:
         energy[:, 1:] += mirrored
     return energy
@@ -162,6 +163,6 @@ def batched_gram_statistics(features: torch.Tensor) -> tuple:
     return torch.from_numpy(trace / k), torch.from_numpy(off)
 
 
-def batched_norms(stack: torch.Tensor, block_bytes: int = 4 * 2 ** 20) -> torch.Tensor:
+def batched_norms(stack: torch.Tensor, block_bytes: int = 4 * 2**20) -> torch.Tensor:
     """The float64 Frobenius norm of each of a stack of tensors (T, ...): (T,)."""
     return torch.cat([block.double().flatten(1).norm(dim=1) for block in _blocks(stack, block_bytes)])

@@ -4,18 +4,18 @@ observe.Snapshot and observables.rows).
 `state` is a dict that persists across the chunks of one run, for measures that
 compare a checkpoint with the initial or the previous one.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ..packing import STACKED_MODELS
 from . import dynamics as _dyn
 from . import linreg as _linreg
 from . import nonlinearity as _nl
 from . import spectral as _sp
 from .rows import Block, Rows
-from ..packing import STACKED_MODELS
-
 
 _rows = Rows.per_checkpoint
 
@@ -63,8 +63,7 @@ def spectral(snap, params: dict, state: dict) -> Rows:
     gram = snap.augmented_gram(layer) if landmarks is None else None
     if gram is not None and not finite.all():
         gram = gram[torch.from_numpy(finite)]
-    eigen = _sp.batched_eigensystems(feats, landmarks, target=target, outputs=output, top=top,
-                                     augmented_gram=gram)
+    eigen = _sp.batched_eigensystems(feats, landmarks, target=target, outputs=output, top=top, augmented_gram=gram)
     measured = _sp.batched_measures(feats, eigen, target, output)
     drift = _drifts(_sp.batched_top_subspaces(feats, eigen, top), state)
     return _spectral_frame(steps, layer, measured, drift)
@@ -78,18 +77,24 @@ def _drifts(bases: list, state: dict) -> dict:
     state["prev"] = bases[-1]
     if len({b.shape[1] for b in bases + [state["init"], previous[0]]}) == 1:  # the usual case: one width
         stack = np.stack(bases)
-        return {"drift_init": _sp.batched_subspace_drift(state["init"][None], stack),
-                "drift_prev": _sp.batched_subspace_drift(np.stack(previous), stack)}
-    return {"drift_init": np.array([_sp.subspace_drift(state["init"], b) for b in bases]),
-            "drift_prev": np.array([_sp.subspace_drift(p, b) for p, b in zip(previous, bases)])}
+        return {
+            "drift_init": _sp.batched_subspace_drift(state["init"][None], stack),
+            "drift_prev": _sp.batched_subspace_drift(np.stack(previous), stack),
+        }
+    return {
+        "drift_init": np.array([_sp.subspace_drift(state["init"], b) for b in bases]),
+        "drift_prev": np.array([_sp.subspace_drift(p, b) for p, b in zip(previous, bases)]),
+    }
 
 
 def _spectral_frame(steps, layer: str, measured, drift: dict) -> Rows:
     """One block per observable: per-index measures where kept (k from 1), then scalars."""
     steps = np.asarray(steps, dtype=np.int64)
     at_t, at_k = np.nonzero(measured.keep)
-    blocks = [Block(name, layer, steps[at_t], at_k.astype(np.int64) + 1, values[at_t, at_k].astype(np.float64))
-              for name, values in measured.per_k.items()]
+    blocks = [
+        Block(name, layer, steps[at_t], at_k.astype(np.int64) + 1, values[at_t, at_k].astype(np.float64))
+        for name, values in measured.per_k.items()
+    ]
     scalars = {**measured.scalars, **drift}
     return Rows(blocks) + _rows(steps, [(name, layer, values) for name, values in scalars.items()])
 
@@ -125,11 +130,16 @@ def weights(snap, params: dict, state: dict) -> Rows:
         norm, norm_prev = _dyn.batched_norms(w), _dyn.batched_norms(prev)
         delta, dist = _dyn.batched_norms(w - prev), _dyn.batched_norms(w - init[name])
         norm_init = init[name].norm()
-        blocks += [(name_, layer_of_parameter(name), values) for name_, values in {
-            "weight_norm": norm, "weight_delta_norm": delta,
-            "weight_delta_rel": torch.where(norm_prev > 0, delta / norm_prev, torch.nan),
-            "weight_init_distance": dist,
-            "weight_init_rel": dist / norm_init if norm_init > 0 else torch.full_like(dist, torch.nan)}.items()]
+        blocks += [
+            (name_, layer_of_parameter(name), values)
+            for name_, values in {
+                "weight_norm": norm,
+                "weight_delta_norm": delta,
+                "weight_delta_rel": torch.where(norm_prev > 0, delta / norm_prev, torch.nan),
+                "weight_init_distance": dist,
+                "weight_init_rel": dist / norm_init if norm_init > 0 else torch.full_like(dist, torch.nan),
+            }.items()
+        ]
     state["prev"] = {n: w[-1] for n, w in current.items()}
     rows = _rows(snap.steps, blocks) + _update_cosine_rows(snap.steps, current, state)
     if "hidden.0.weight" in snap.params:  # a hidden fully connected layer (not ResNet)
@@ -150,15 +160,17 @@ def _update_cosine_rows(steps, current: dict, state: dict) -> Rows:
     a, b = chain[1:], chain[:-1]
     denom = a.norm(dim=1) * b.norm(dim=1)
     cosine = torch.where(denom > 0, (a * b).sum(dim=1) / torch.where(denom > 0, denom, 1.0), torch.nan)
-    return _rows(steps[len(steps) - len(cosine):], [("update_cosine", None, cosine)])
+    return _rows(steps[len(steps) - len(cosine) :], [("update_cosine", None, cosine)])
 
 
 def _neuron_rows(snap, params: dict) -> Rows:
     """h1's feature diversity and effective rank per checkpoint; on modular models also each
     neuron's Fourier purity and the number of distinct frequencies."""
     w1 = snap.params["hidden.0.weight"]
-    blocks = [("feature_diversity", "h1", 1.0 - _dyn.batched_mean_abs_pairwise_cosine(w1)),
-              ("weight_effective_rank", "h1", _dyn.batched_effective_rank(w1))]
+    blocks = [
+        ("feature_diversity", "h1", 1.0 - _dyn.batched_mean_abs_pairwise_cosine(w1)),
+        ("weight_effective_rank", "h1", _dyn.batched_effective_rank(w1)),
+    ]
     rows = _rows(snap.steps, blocks)
     if not hasattr(snap.model_type(), "input_weights"):  # loading a checkpoint is not free
         return rows
@@ -169,8 +181,10 @@ def _neuron_rows(snap, params: dict) -> Rows:
         purity, freq = _dyn.fourier_purity(w_in)  # once: the FFTs were a quarter of the family's time
         purities.append(purity)
         distinct.append(_dyn.distinct_of(purity, freq, params.get("min_purity", 0.5)))
-    return rows + _rows(snap.steps, [("fourier_purity", "h1", torch.stack(purities)),
-                                     ("fourier_frequencies", "h1", torch.tensor(distinct))])
+    return rows + _rows(
+        snap.steps,
+        [("fourier_purity", "h1", torch.stack(purities)), ("fourier_frequencies", "h1", torch.tensor(distinct))],
+    )
 
 
 def gradients(snap, params: dict, state: dict) -> Rows:
@@ -205,8 +219,7 @@ def _stacked_gradients(snap, x, y, loss_and_gradient):
     _, grad_output = loss_and_gradient(forward.output, y.expand(len(snap.steps), *y.shape))
     forward.backward(grad_output, keep_layer_grads=True)
     grads = {n: p.grad for n, p in stack.items() if p.grad is not None}
-    return grads, {f"h{i}": (forward.layer_inputs[i], forward.layer_grads[i])
-                   for i in range(1, len(forward.layers))}
+    return grads, {f"h{i}": (forward.layer_inputs[i], forward.layer_grads[i]) for i in range(1, len(forward.layers))}
 
 
 def _one_by_one_gradients(snap, x, y, criterion):
@@ -222,9 +235,10 @@ def _one_by_one_gradients(snap, x, y, criterion):
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
         post.append({layer: (h.detach(), h.grad) for layer, h in feats.post.items()})
     stacked = lambda ts: None if any(t is None for t in ts) else torch.stack(ts)  # noqa: E731
-    return ({n: torch.stack([g[n] for g in grads]) for n in grads[0]},
-            {layer: (torch.stack([p[layer][0] for p in post]), stacked([p[layer][1] for p in post]))
-             for layer in post[0]})
+    return (
+        {n: torch.stack([g[n] for g in grads]) for n in grads[0]},
+        {layer: (torch.stack([p[layer][0] for p in post]), stacked([p[layer][1] for p in post])) for layer in post[0]},
+    )
 
 
 def _gradient_frame(steps, grads: dict, post: dict) -> Rows:
@@ -235,8 +249,9 @@ def _gradient_frame(steps, grads: dict, post: dict) -> Rows:
 
     norms = {name: _dyn.batched_norms(g) for name, g in grads.items()}
     columns = [(None, "grad_norm", torch.stack(list(norms.values())).pow(2).sum(dim=0).sqrt())]
-    columns += [(layer_of_parameter(name), "grad_norm", norm) for name, norm in norms.items()
-                if grads[name].dim() >= 3]  # (T, out, in): weight matrices
+    columns += [
+        (layer_of_parameter(name), "grad_norm", norm) for name, norm in norms.items() if grads[name].dim() >= 3
+    ]  # (T, out, in): weight matrices
     if "hidden.0.weight" in grads:
         columns.append(("h1", "grad_cosine_neurons", _dyn.batched_mean_pairwise_cosine(grads["hidden.0.weight"])))
     for layer, (h, grad) in post.items():

@@ -17,6 +17,7 @@ float32 resolution, the precision the features come in. (An eigendecomposition
 of G does the same job at ten times the cost: 0.45 s against 0.04 s for 460
 Grams of 101 × 101 on one thread.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def linreg_residual(features, target, rcond: float | None = None, grams=None) ->
     if rcond is None:
         rcond = (p + 1) * np.finfo(np.float64).eps
     flat_g = [None] * len(flat_f) if grams is None else _as_float64(grams).reshape(-1, p + 1, p + 1)
-    residual = (np.stack([_residual(a, b, rcond, g) for a, b, g in zip(flat_f, flat_y, flat_g)])
-                if len(flat_f) else flat_y)
+    residual = (
+        np.stack([_residual(a, b, rcond, g) for a, b, g in zip(flat_f, flat_y, flat_g)]) if len(flat_f) else flat_y
+    )
     return torch.from_numpy(residual.reshape(*batch, *y.shape[-2:]))
 
 

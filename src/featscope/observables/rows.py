@@ -7,6 +7,7 @@ one frame per chunk and sorting the joined rows with pandas cost an 8-run observ
 the nonlinearity study about a sixth of its time (cProfile: 0.51 of 2.15 s in frames,
 the sort and their concatenation); ordering whole blocks needs no row sort.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,7 +35,7 @@ class Rows:
     blocks: list[Block] = field(default_factory=list)
 
     @classmethod
-    def per_checkpoint(cls, steps, blocks) -> "Rows":
+    def per_checkpoint(cls, steps, blocks) -> Rows:
         """From (observable, layer, values) with values per checkpoint `steps` (T,) or per
         index (T, K), k = 0…K−1."""
         steps = np.asarray(steps, dtype=np.int64)
@@ -45,11 +46,12 @@ class Rows:
                 out.append(Block(observable, layer, steps, np.full(len(steps), NO_K), values))
             else:
                 t, kk = values.shape
-                out.append(Block(observable, layer, np.repeat(steps, kk), np.tile(np.arange(kk), t),
-                                 values.reshape(-1)))
+                out.append(
+                    Block(observable, layer, np.repeat(steps, kk), np.tile(np.arange(kk), t), values.reshape(-1))
+                )
         return cls(out)
 
-    def __add__(self, other: "Rows") -> "Rows":
+    def __add__(self, other: Rows) -> Rows:
         return Rows(self.blocks + other.blocks)
 
 
@@ -75,16 +77,22 @@ def table(run_id: str, parts: list[Rows]) -> pa.Table:
     rank = {g: i for i, g in enumerate(groups)}
     blocks.sort(key=lambda b: rank[b.observable, b.layer])  # stable: chunks stay in order
     sizes = [len(b.step) for b in blocks]
-    step, k, value = (_joined([getattr(b, name) for b in blocks], dtype)
-                      for name, dtype in (("step", np.int64), ("k", np.int64), ("value", np.float64)))
+    step, k, value = (
+        _joined([getattr(b, name) for b in blocks], dtype)
+        for name, dtype in (("step", np.int64), ("k", np.int64), ("value", np.float64))
+    )
     order = _order(np.repeat([rank[b.observable, b.layer] for b in blocks], sizes), step, k)
     if order is not None:
         step, k, value = step[order], k[order], value[order]
     text = schema().field("run").type  # pandas 3 makes large_string columns of text, pandas 2 string
-    columns = [_labels([run_id], [len(step)], None, text), pa.array(step),
-               _labels([b.observable for b in blocks], sizes, order, text),
-               _labels([b.layer for b in blocks], sizes, order, text),
-               pa.array(k, mask=k == NO_K), pa.array(value)]
+    columns = [
+        _labels([run_id], [len(step)], None, text),
+        pa.array(step),
+        _labels([b.observable for b in blocks], sizes, order, text),
+        _labels([b.layer for b in blocks], sizes, order, text),
+        pa.array(k, mask=k == NO_K),
+        pa.array(value),
+    ]
     return pa.Table.from_arrays(columns, schema=schema())
 
 
@@ -94,9 +102,16 @@ def schema() -> pa.Schema:
     dtypes (Int64 for k, string for layer) and not the rows: one for every table. Taken
     from a row of text, not an empty frame: pandas 2 keeps strings as objects, and Arrow
     reads an empty object column as nulls."""
-    template = pd.DataFrame({"run": ["r"], "step": np.zeros(1, np.int64), "observable": ["o"],
-                             "layer": pd.Series(["h1"], dtype="string"), "k": pd.Series([0], dtype="Int64"),
-                             "value": np.zeros(1)})
+    template = pd.DataFrame(
+        {
+            "run": ["r"],
+            "step": np.zeros(1, np.int64),
+            "observable": ["o"],
+            "layer": pd.Series(["h1"], dtype="string"),
+            "k": pd.Series([0], dtype="Int64"),
+            "value": np.zeros(1),
+        }
+    )
     return pa.Schema.from_pandas(template, preserve_index=False)
 
 

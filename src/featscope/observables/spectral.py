@@ -27,6 +27,7 @@ evenly spaced samples: Σ is estimated on the landmarks only, and the
 eigenfunctions are extended to all n samples through Φ. For a linear kernel
 this is exactly Nyström's extension e_k(x) = Σ_j k(x, x_j) e_k(x_j) / (m ρ_k).
 """
+
 from __future__ import annotations
 
 import functools
@@ -62,7 +63,7 @@ def eigensystem(features, landmarks: int | None = None, rtol: float = 1e-10):
         rho, u = rho[::-1], u[:, ::-1]
     else:  # n × n route via the SVD when features outnumber samples
         _, s, vt = np.linalg.svd(sub / np.sqrt(len(sub)), full_matrices=False)
-        rho, u = s ** 2, vt.T
+        rho, u = s**2, vt.T
     keep = rho > rtol * max(rho[0], 0.0) if len(rho) else np.zeros(0, bool)
     rho, u = rho[keep], u[:, keep]
     return rho, phi @ u / np.sqrt(rho)
@@ -72,8 +73,8 @@ def _shares(funcs: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Q_k = Σ_c ⟨e_k, f_c⟩² / Σ_c ‖f_c‖² under the empirical inner product."""
     n = len(e)
     inner = e.T @ funcs / n  # (r, C)
-    norm = (funcs ** 2).sum() / n
-    return (inner ** 2).sum(axis=1) / norm if norm > 0 else np.zeros(e.shape[1])
+    norm = (funcs**2).sum() / n
+    return (inner**2).sum(axis=1) / norm if norm > 0 else np.zeros(e.shape[1])
 
 
 def entropy_dim(weights: np.ndarray) -> float:
@@ -140,9 +141,13 @@ def measures(features, rho: np.ndarray, e: np.ndarray, target, output) -> pd.Dat
     """`spectral` from an already computed eigensystem (ρ, E) of `features`."""
     parts = measure_arrays(features, rho, e, target, output)
     k = np.concatenate([k for _, k, _ in parts])
-    return pd.DataFrame({"observable": np.concatenate([np.repeat(name, len(v)) for name, _, v in parts]),
-                         "k": pd.Series(k, dtype="Int64").mask(k == 0),
-                         "value": np.concatenate([v for _, _, v in parts])})
+    return pd.DataFrame(
+        {
+            "observable": np.concatenate([np.repeat(name, len(v)) for name, _, v in parts]),
+            "k": pd.Series(k, dtype="Int64").mask(k == 0),
+            "value": np.concatenate([v for _, _, v in parts]),
+        }
+    )
 
 
 def measure_arrays(features, rho, e, target, output) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -150,13 +155,23 @@ def measure_arrays(features, rho, e, target, output) -> list[tuple[str, np.ndarr
     Plain arrays, so that a run's hundreds of checkpoints make one table, not hundreds."""
     f_star, f_hat = _as_matrix(target), _as_matrix(output)
     quality, utility = _shares(f_star, e), _shares(f_hat, e)
-    per_k = {"eigenvalue": rho, "quality": quality, "utility": utility,
-             "cum_quality": np.cumsum(quality), "cum_utility": np.cumsum(utility)}
-    scalars = {"effective_dim": entropy_dim(rho), "effective_dim_quality": entropy_dim(quality),
-               "effective_dim_utility": entropy_dim(utility), "d_lr": d_lr(features, output)}
+    per_k = {
+        "eigenvalue": rho,
+        "quality": quality,
+        "utility": utility,
+        "cum_quality": np.cumsum(quality),
+        "cum_utility": np.cumsum(utility),
+    }
+    scalars = {
+        "effective_dim": entropy_dim(rho),
+        "effective_dim_quality": entropy_dim(quality),
+        "effective_dim_utility": entropy_dim(utility),
+        "d_lr": d_lr(features, output),
+    }
     k = np.arange(1, len(rho) + 1)
-    return ([(name, k, np.asarray(values, dtype=float)) for name, values in per_k.items()]
-            + [(name, np.zeros(1, int), np.array([value], dtype=float)) for name, value in scalars.items()])
+    return [(name, k, np.asarray(values, dtype=float)) for name, values in per_k.items()] + [
+        (name, np.zeros(1, int), np.array([value], dtype=float)) for name, value in scalars.items()
+    ]
 
 
 def top_subspace(features, m: int, landmarks: int | None = None, eigen=None) -> np.ndarray:
@@ -185,7 +200,7 @@ def subspace_drift(ua: np.ndarray, ub: np.ndarray) -> float:
     if width == 0:
         return float("nan")
     residual = narrow - wide @ (wide.T @ narrow)
-    return float(min(1.0, (residual ** 2).sum() / width))
+    return float(min(1.0, (residual**2).sum() / width))
 
 
 def batched_subspace_drift(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
@@ -195,7 +210,7 @@ def batched_subspace_drift(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
     if width == 0:
         return np.full(len(ub), np.nan)
     residual = ua - ub @ (ub.transpose(0, 2, 1) @ ua)
-    return np.minimum(1.0, (residual ** 2).sum(axis=(1, 2)) / width)
+    return np.minimum(1.0, (residual**2).sum(axis=(1, 2)) / width)
 
 
 # ---- Batched over checkpoints: the same measures for a stack of feature maps (T, n, p). ----
@@ -227,9 +242,15 @@ class Eigensystems:
     v_top: torch.Tensor | None = None
 
 
-def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
-                         rtol: float = 1e-10, target=None, outputs: torch.Tensor | None = None,
-                         top: int = 0, augmented_gram: torch.Tensor | None = None) -> Eigensystems:
+def batched_eigensystems(
+    features: torch.Tensor,
+    landmarks: int | None = None,
+    rtol: float = 1e-10,
+    target=None,
+    outputs: torch.Tensor | None = None,
+    top: int = 0,
+    augmented_gram: torch.Tensor | None = None,
+) -> Eigensystems:
     """`eigensystem` for each of a stack of feature maps (T, n, p). Given the `target` and
     `outputs` that `batched_measure_arrays` and the `top` width that `batched_top_subspaces`
     will be asked for, the kernel route forms only those parts of the eigenvectors.
@@ -254,14 +275,18 @@ def batched_eigensystems(features: torch.Tensor, landmarks: int | None = None,
     kernel = _symmetric_products(sub, features_side=False)
     if sub is phi and target is not None and m > 1:
         f_star, f_hat = _measured_functions(target, outputs, len(phi), m)
-        rho, inner, v_top = _kernel_eigen_parts(kernel, torch.cat([f_star, f_hat], dim=-1),
-                                                min(top, m))
+        rho, inner, v_top = _kernel_eigen_parts(kernel, torch.cat([f_star, f_hat], dim=-1), min(top, m))
         rho /= m
         keep = rho > rtol * rho[:, :1].clamp(min=0.0)
         inner.mul_(keep.unsqueeze(-1))
-        v_top.mul_(keep[:, :v_top.shape[-1]].unsqueeze(1))
-        return Eigensystems(rho, keep, centred_norm=_centred_kernel_norm(kernel), v_top=v_top,
-                            v_inner=inner.split([f_star.shape[-1], f_hat.shape[-1]], dim=-1))
+        v_top.mul_(keep[:, : v_top.shape[-1]].unsqueeze(1))
+        return Eigensystems(
+            rho,
+            keep,
+            centred_norm=_centred_kernel_norm(kernel),
+            v_top=v_top,
+            v_inner=inner.split([f_star.shape[-1], f_hat.shape[-1]], dim=-1),
+        )
     rho, v = _eigh_descending(kernel, m)
     keep = rho > rtol * rho[:, :1].clamp(min=0.0)
     if sub is phi:
@@ -341,9 +366,9 @@ def _kernel_eigen_parts(kernel: torch.Tensor, columns: torch.Tensor, width: int)
     eigenvectors, without forming all n of them. K = Q T Qᵀ (Householder tridiagonalisation,
     LAPACK dsytrd) and T = S Λ Sᵀ (divide and conquer, dstevd; MRRR, dstemr, took as long:
     0.22 s each for a 2,016² kernel's T), so Vᵀc = Sᵀ(Qᵀc) and V[:, :w] = Q·S[:, :w], Q
-    applied by dormqr. A full eigh spends half its time forming Q·S for every column: this took 0.65 s against 1.07 s for a 2,016² kernel (one thread, scratch timing). On
-    small matrices it gains nothing (0.156 s against 0.151 s for 230 Grams of 100²), so the
-    Gram route keeps the full eigh."""
+    applied by dormqr. A full eigh spends half its time forming Q·S for every column,
+    which the measures never read; on small matrices the split gains nothing, so the Gram route
+    keeps the full eigh (benchmarks/HISTORY.md has the timings)."""
     from scipy.linalg import LinAlgError, eigh_tridiagonal
     from scipy.linalg.lapack import dsytrd, dsytrd_lwork
 
@@ -406,20 +431,19 @@ class BatchedMeasures:
     def arrays(self, t: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Checkpoint t's measures as `measure_arrays` gives one map's."""
         k = np.flatnonzero(self.keep[t]) + 1
-        return ([(name, k, v[t, k - 1]) for name, v in self.per_k.items()]
-                + [(name, np.zeros(1, int), v[t:t + 1]) for name, v in self.scalars.items()])
+        return [(name, k, v[t, k - 1]) for name, v in self.per_k.items()] + [
+            (name, np.zeros(1, int), v[t : t + 1]) for name, v in self.scalars.items()
+        ]
 
 
-def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target,
-                           outputs: torch.Tensor) -> list[list]:
+def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target, outputs: torch.Tensor) -> list[list]:
     """`measure_arrays` for each of T checkpoints: features (T, n, p), outputs (T, n, C),
     target (n, C) or (n,) shared by all."""
     measured = batched_measures(features, eigen, target, outputs)
     return [measured.arrays(t) for t in range(len(measured.keep))]
 
 
-def batched_measures(features: torch.Tensor, eigen: Eigensystems, target,
-                     outputs: torch.Tensor) -> BatchedMeasures:
+def batched_measures(features: torch.Tensor, eigen: Eigensystems, target, outputs: torch.Tensor) -> BatchedMeasures:
     """The measures of `measure_arrays` for a stack of maps, as arrays over checkpoints: no
     Python per checkpoint (the blog MLP's 230 checkpoints: 0.045 s against 0.068 s one by one)."""
     phi = features
@@ -442,17 +466,30 @@ def batched_measures(features: torch.Tensor, eigen: Eigensystems, target,
         scale = (torch.where(keep, rho, torch.ones_like(rho)).sqrt() * n).unsqueeze(-1)
         inner_star, inner_hat = (eigen.u.mT @ pf / scale for pf in proj[:2])
     kept = keep.numpy()
-    quality, utility, ev = (np.where(kept, a.numpy(), 0.0) for a in
-                            (_batched_shares(inner_star, f_star), _batched_shares(inner_hat, f_hat), rho))
+    quality, utility, ev = (
+        np.where(kept, a.numpy(), 0.0)
+        for a in (_batched_shares(inner_star, f_star), _batched_shares(inner_hat, f_hat), rho)
+    )
     norm_k = eigen.centred_norm
     if norm_k is None:  # landmarks: no Gram or kernel of all n samples was formed
-        norm_k = (_centred_norm(_symmetric_products(phi, True), colsum, n) if phi.shape[2] <= n
-                  else _centred_kernel_norm(_symmetric_products(phi, False)))
-    per_k = {"eigenvalue": ev, "quality": quality, "utility": utility,
-             "cum_quality": np.cumsum(quality, axis=1), "cum_utility": np.cumsum(utility, axis=1)}
-    scalars = {"effective_dim": _batched_entropy_dim(ev), "effective_dim_quality": _batched_entropy_dim(quality),
-               "effective_dim_utility": _batched_entropy_dim(utility),
-               "d_lr": _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n)}
+        norm_k = (
+            _centred_norm(_symmetric_products(phi, True), colsum, n)
+            if phi.shape[2] <= n
+            else _centred_kernel_norm(_symmetric_products(phi, False))
+        )
+    per_k = {
+        "eigenvalue": ev,
+        "quality": quality,
+        "utility": utility,
+        "cum_quality": np.cumsum(quality, axis=1),
+        "cum_utility": np.cumsum(utility, axis=1),
+    }
+    scalars = {
+        "effective_dim": _batched_entropy_dim(ev),
+        "effective_dim_quality": _batched_entropy_dim(quality),
+        "effective_dim_utility": _batched_entropy_dim(utility),
+        "d_lr": _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n),
+    }
     return BatchedMeasures(kept, per_k, scalars)
 
 
@@ -482,18 +519,18 @@ def _output_bases(outputs) -> tuple[torch.Tensor, torch.Tensor]:
 def _batched_shares(inner, funcs) -> torch.Tensor:
     """Q_k = Σ_c ⟨e_k, f_c⟩² / Σ_c ‖f_c‖² from the inner products (T, r, C): (T, r)."""
     n = funcs.shape[1]
-    norm = (funcs ** 2).sum(dim=(1, 2)) / n
-    shares = (inner ** 2).sum(dim=-1) / torch.where(norm > 0, norm, torch.ones_like(norm)).unsqueeze(-1)
+    norm = (funcs**2).sum(dim=(1, 2)) / n
+    shares = (inner**2).sum(dim=-1) / torch.where(norm > 0, norm, torch.ones_like(norm)).unsqueeze(-1)
     return torch.where(norm.unsqueeze(-1) > 0, shares, torch.zeros_like(shares))
 
 
 def _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n) -> np.ndarray:
     """`d_lr` for each checkpoint from ‖ΦcᵀΦc‖_F, Φᵀ1, the output bases q and Φᵀq.
     Centring: Φcᵀq_c = Φᵀq − Φᵀ1·q̄ᵀ."""
-    k_j = (colsum ** 2).sum(-1) / n
-    k_p = (p_q ** 2).sum(dim=(1, 2))
+    k_j = (colsum**2).sum(-1) / n
+    k_p = (p_q**2).sum(dim=(1, 2))
     q_sum = q.sum(dim=1)  # (T, C)
-    j_p = (q_sum ** 2).sum(-1) / n
+    j_p = (q_sum**2).sum(-1) / n
     cross = ((p_q - colsum.unsqueeze(-1) * (q_sum / n).unsqueeze(1)) ** 2).sum(dim=(1, 2))
     q_c = q - q.mean(dim=1, keepdim=True)
     norm_p = torch.linalg.matrix_norm(q_c.mT @ q_c)
@@ -507,17 +544,20 @@ def _batched_nnls2_second(jp, rank, kj, kp) -> np.ndarray:
     """`_nnls2`'s second coefficient for each of T fits [[1, jp], [jp, rank]] x = [kj, kp],
     x ≥ 0: the same candidates (the unconstrained solution where it is non-negative, then
     each coefficient alone) and the same choice (the first of the smallest objective)."""
-    det = rank - jp ** 2
+    det = rank - jp**2
     with np.errstate(divide="ignore", invalid="ignore"):
         x1, x2 = (rank * kj - jp * kp) / det, (kp - jp * kj) / det
         alone2 = np.where(rank > 0, np.maximum(kp / np.where(rank > 0, rank, 1.0), 0.0), 0.0)
     alone1 = np.maximum(kj, 0.0)
     solved = (det != 0) & (x1 >= 0) & (x2 >= 0)
     x1, x2 = np.where(solved, x1, 0.0), np.where(solved, x2, 0.0)  # no inf or NaN where unsolved
-    objective = np.stack([
-        np.where(solved, x1 ** 2 + 2 * jp * x1 * x2 + rank * x2 ** 2 - 2 * (kj * x1 + kp * x2), np.inf),
-        alone1 ** 2 - 2 * kj * alone1,
-        rank * alone2 ** 2 - 2 * kp * alone2])
+    objective = np.stack(
+        [
+            np.where(solved, x1**2 + 2 * jp * x1 * x2 + rank * x2**2 - 2 * (kj * x1 + kp * x2), np.inf),
+            alone1**2 - 2 * kj * alone1,
+            rank * alone2**2 - 2 * kp * alone2,
+        ]
+    )
     return np.choose(np.argmin(objective, axis=0), [x2, np.zeros_like(x2), alone2])
 
 
