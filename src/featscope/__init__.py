@@ -27,6 +27,10 @@ _PUBLIC = {  # name -> the module that defines it
     "train_packed": ".packed",
     "pack_key": ".packing",
     "expand_runs": ".config",
+    "register_model": ".registry",
+    "register_family": ".registry",
+    "register_analysis": ".registry",
+    "register_figure": ".registry",
 }
 __all__ = list(_PUBLIC)
 

@@ -1,0 +1,298 @@
+"""The registries: one object per model, observable family, analysis and figure.
+
+Built-ins register exactly as a user's plugin does, with the decorators below, and the
+registries drive everything else: the config schema's enums and defaults, the workflow's
+rules and outputs, the plot dispatch and the report captions. Adding a concept is one
+decorated definition, inside the package or in a module named by the config's
+``plugins:`` key.
+
+This module imports no torch and no pandas: the workflow reads the registries while
+Snakemake starts (and a dry run must stay quick). A spec stores its function; whatever
+the function needs it imports itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASK_KINDS = frozenset({"regression", "classification"})
+
+
+class RegistryError(ValueError):
+    """A registration or a lookup is invalid; the message names the object and the reason."""
+
+
+# --------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelSpec:
+    """An architecture: its factory, its defaults and where its layers live.
+
+    ``factory(in_dim, out_dim, **params) -> torch.nn.Module``; ``params`` is the study's
+    ``model`` block without ``name``. Defaults are the factory's keyword defaults: one
+    place, which the config schema copies (tested).
+
+    ``layers`` maps featscope layer names (``h1``, ``resid``, ...) to module paths
+    (``hidden.0``, ``blocks.1``) — or is a function of the params giving that mapping, for
+    architectures whose depth is a parameter. A layer is read by a forward hook on its
+    module: the module's input is the pre-activation, its output the post-activation. The
+    readout module's input is the penultimate feature. ``stacked``, if given, names a
+    hand-written stacked form for packed training; without one the model packs through
+    ``torch.func``.
+    """
+
+    name: str
+    factory: Callable
+    layers: Mapping[str, str] | Callable[[dict], Mapping[str, str]]
+    readout: str
+    stacked: str | None = None
+    description: str = ""
+
+    @property
+    def defaults(self) -> dict:
+        """The factory's keyword parameters that have defaults."""
+        return {
+            k: p.default
+            for k, p in list(inspect.signature(self.factory).parameters.items())[2:]
+            if p.default is not inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    @property
+    def parameters(self) -> list[str]:
+        """Every parameter the factory takes besides ``in_dim`` and ``out_dim``."""
+        params = list(inspect.signature(self.factory).parameters.values())[2:]
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def resolve(self, params: Mapping) -> dict:
+        """``params`` with the defaults filled in; an unknown or missing key is refused, named."""
+        params = {k: v for k, v in params.items() if k != "name"}
+        unknown = sorted(set(params) - set(self.parameters))
+        if unknown:
+            raise RegistryError(
+                f"model '{self.name}' takes no parameter {unknown[0]!r} (it takes {sorted(self.parameters)})"
+            )
+        full = {**self.defaults, **params}
+        missing = [p for p in self.parameters if p not in full]
+        if missing:
+            raise RegistryError(f"model '{self.name}' needs the parameter {missing[0]!r}")
+        return full
+
+    def layer_map(self, params: Mapping) -> dict[str, str]:
+        """featscope layer name -> module path, for a model built with ``params``."""
+        layers = self.layers(self.resolve(params)) if callable(self.layers) else self.layers
+        return dict(layers)
+
+    def layer_names(self, params: Mapping) -> list[str]:
+        """The layer names the model's observables will carry, without building it."""
+        return list(self.layer_map(params))
+
+    def build(self, in_dim: int, out_dim: int, params: Mapping):
+        """The model, built from the factory with the resolved params."""
+        return self.factory(in_dim, out_dim, **self.resolve(params))
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    layers: Mapping[str, str] | Callable[[dict], Mapping[str, str]],
+    readout: str,
+    stacked: str | None = None,
+    description: str = "",
+):
+    """Register a model factory ``(in_dim, out_dim, **params) -> nn.Module`` under ``name``.
+
+    >>> @register_model("gelu_mlp", layers={"h1": "net.1"}, readout="net.2")
+    ... def gelu_mlp(in_dim, out_dim, width=64): ...
+    """
+
+    def decorate(factory: Callable) -> Callable:
+        spec = ModelSpec(name, factory, layers, readout, stacked, description or _first_line(factory))
+        _add(MODELS, "model", spec)
+        return factory
+
+    return decorate
+
+
+# ------------------------------------------------------------------------- families
+@dataclass(frozen=True)
+class FamilySpec:
+    """An observable family: ``fn(snapshot, params, state) -> rows.Rows``.
+
+    ``version`` is part of what each of its outputs was made from: bump it whenever its
+    numbers change, and the workflow re-observes exactly this family. ``params`` are its own
+    config parameters (``split`` and ``schedule`` are common to all). ``reads`` says what it
+    needs of a chunk of checkpoints: ``"features"`` (outputs, pre- and post-activations),
+    ``"active rates"`` (a cheaper pass of their own) or ``"parameters"``. ``observables``
+    names what it writes, with one line each (the docs' table is made from them).
+    """
+
+    name: str
+    fn: Callable
+    version: int
+    applies_to: frozenset = TASK_KINDS
+    params: frozenset = frozenset()
+    reads: str = "features"
+    description: str = ""
+    observables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def compute(self) -> Callable:
+        return self.fn
+
+
+FAMILIES: dict[str, FamilySpec] = {}
+COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
+READS = ("features", "active rates", "parameters")
+
+
+def register_family(
+    name: str,
+    *,
+    version: int,
+    applies_to: Iterable[str] = TASK_KINDS,
+    params: Iterable[str] = (),
+    reads: str = "features",
+    description: str = "",
+    observables: Mapping[str, str] | None = None,
+):
+    """Register an observable family ``fn(snapshot, params, state) -> Rows`` under ``name``."""
+    if reads not in READS:
+        raise RegistryError(f"family '{name}': reads must be one of {READS}, not {reads!r}")
+    kinds = frozenset(applies_to)
+    if not kinds <= TASK_KINDS:
+        raise RegistryError(f"family '{name}': applies_to {sorted(kinds - TASK_KINDS)} is not a task kind")
+
+    def decorate(fn: Callable) -> Callable:
+        spec = FamilySpec(
+            name, fn, int(version), kinds, frozenset(params), reads, description or _first_line(fn), observables or {}
+        )
+        _add(FAMILIES, "family", spec)
+        return fn
+
+    return decorate
+
+
+# ------------------------------------------------------------- analyses and figures
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure: ``fn(inputs) -> matplotlib Figure``, with the caption the report shows.
+
+    ``families`` and ``analyses`` are what it reads; ``per_axis`` figures are drawn once per
+    grid axis (``axis-<label>``), with the axis as ``inputs.axis``.
+    """
+
+    name: str
+    fn: Callable
+    caption: str
+    families: tuple = ()
+    analyses: tuple = ()
+    per_axis: bool = False
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """An analysis table: ``fn(inputs, **params) -> pandas.DataFrame``, written to
+    ``results/<study>/<name>.parquet``.
+
+    ``families`` are the observable families it reads, ``analyses`` the other tables;
+    ``params`` is the name of the study's config block holding its parameters (``None``:
+    none). ``inputs`` gives the study's runs table, metrics, observables and tables (see
+    ``featscope.pipeline``)."""
+
+    name: str
+    fn: Callable
+    families: tuple = ()
+    analyses: tuple = ()
+    params: str | None = None
+    description: str = ""
+
+    def figure(self, name: str, *, caption: str, families: Iterable[str] = (), per_axis: bool = False):
+        """Register a figure that reads this analysis' table (and ``families``)."""
+        return register_figure(name, caption=caption, families=families, analyses=(self.name,), per_axis=per_axis)
+
+
+ANALYSES: dict[str, AnalysisSpec] = {}
+FIGURES: dict[str, FigureSpec] = {}
+
+
+def register_analysis(
+    name: str,
+    *,
+    families: Iterable[str] = (),
+    analyses: Iterable[str] = (),
+    params: str | None = None,
+    description: str = "",
+):
+    """Register an analysis ``fn(inputs, **params) -> DataFrame``; the decorator returns its
+    spec, whose ``.figure(...)`` registers the figures drawn from it."""
+
+    def decorate(fn: Callable) -> AnalysisSpec:
+        spec = AnalysisSpec(name, fn, tuple(families), tuple(analyses), params, description or _first_line(fn))
+        _add(ANALYSES, "analysis", spec)
+        return spec
+
+    return decorate
+
+
+def register_figure(
+    name: str,
+    *,
+    caption: str,
+    families: Iterable[str] = (),
+    analyses: Iterable[str] = (),
+    per_axis: bool = False,
+):
+    """Register a figure ``fn(inputs) -> Figure`` with its report caption."""
+
+    def decorate(fn: Callable) -> Callable:
+        _add(FIGURES, "figure", FigureSpec(name, fn, caption, tuple(families), tuple(analyses), per_axis))
+        return fn
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- plugins
+def load_plugins(modules: Iterable[str], search_path: Iterable[str | Path] = ()) -> None:
+    """Import each plugin module (its decorators register what it defines).
+
+    ``search_path`` folders go first on ``sys.path`` (the config file's folder and the
+    repository root, for the workflow). A module that cannot be imported is named in the
+    error, with the folders searched."""
+    for folder in reversed([str(Path(p).resolve()) for p in search_path]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            if getattr(err, "name", None) != module and not module.startswith(f"{err.name}."):
+                raise  # the plugin itself failed to import something: show that
+            raise RegistryError(
+                f"plugin '{module}' cannot be imported ({err}); searched {list(search_path) or sys.path[:3]}"
+            ) from None
+
+
+# --------------------------------------------------------------------------- helpers
+def _add(registry: dict, kind: str, spec) -> None:
+    old = registry.get(spec.name)
+    # Re-importing the same definition (a reloaded module, a test) replaces it; two
+    # different definitions under one name are an error.
+    if old is not None and _origin(old) != _origin(spec):
+        raise RegistryError(f"{kind} '{spec.name}' is registered twice: by {_origin(old)} and by {_origin(spec)}")
+    registry[spec.name] = spec
+
+
+def _origin(spec) -> str:
+    fn = getattr(spec, "factory", None) or spec.fn
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _first_line(fn: Callable) -> str:
+    return (inspect.getdoc(fn) or "").split("\n", 1)[0]
