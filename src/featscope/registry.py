@@ -144,7 +144,9 @@ class FamilySpec:
 
     @property
     def compute(self) -> Callable:
-        return self.fn
+        """The family function (a ``"module:name"`` string is imported on first use, so that
+        built-in families register without importing torch)."""
+        return _resolve(self.fn)
 
 
 FAMILIES: dict[str, FamilySpec] = {}
@@ -161,21 +163,27 @@ def register_family(
     reads: str = "features",
     description: str = "",
     observables: Mapping[str, str] | None = None,
+    fn: Callable | str | None = None,
 ):
-    """Register an observable family ``fn(snapshot, params, state) -> Rows`` under ``name``."""
+    """Register an observable family ``fn(snapshot, params, state) -> Rows`` under ``name``.
+
+    Used as a decorator, or called with ``fn`` (a function or a ``"module:name"`` string);
+    returns the function (the decorator) or the spec (called with ``fn``)."""
     if reads not in READS:
         raise RegistryError(f"family '{name}': reads must be one of {READS}, not {reads!r}")
     kinds = frozenset(applies_to)
     if not kinds <= TASK_KINDS:
         raise RegistryError(f"family '{name}': applies_to {sorted(kinds - TASK_KINDS)} is not a task kind")
 
-    def decorate(fn: Callable) -> Callable:
-        spec = FamilySpec(
-            name, fn, int(version), kinds, frozenset(params), reads, description or _first_line(fn), observables or {}
-        )
+    def decorate(fn: Callable | str) -> Callable:
+        doc = description or ("" if isinstance(fn, str) else _first_line(fn))
+        spec = FamilySpec(name, fn, int(version), kinds, frozenset(params), reads, doc, observables or {})
         _add(FAMILIES, "family", spec)
         return fn
 
+    if fn is not None:
+        decorate(fn)
+        return FAMILIES[name]
     return decorate
 
 
@@ -291,7 +299,14 @@ def _add(registry: dict, kind: str, spec) -> None:
 
 def _origin(spec) -> str:
     fn = getattr(spec, "factory", None) or spec.fn
-    return f"{fn.__module__}.{fn.__qualname__}"
+    return fn if isinstance(fn, str) else f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _resolve(fn: Callable | str) -> Callable:
+    if not isinstance(fn, str):
+        return fn
+    module, _, name = fn.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _first_line(fn: Callable) -> str:

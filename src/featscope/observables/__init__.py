@@ -1,4 +1,4 @@
-"""Observable families: name -> (version, tasks it applies to, function).
+"""Observable families, registered with `featscope.register_family` (see `featscope.registry`).
 
 A family function maps a `Snapshot` (stacked checkpoints and their features
 on the evaluation set) and its parameters to long-form rows
@@ -12,67 +12,51 @@ The registry itself imports no torch: the workflow reads it while Snakemake star
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from ..registry import COMMON_PARAMS, FAMILIES, register_family
 
+__all__ = ["COMMON_PARAMS", "FAMILIES", "applicability", "parameters"]
 
-@dataclass(frozen=True)
-class Family:
-    name: str
-    version: int
-    applies_to: frozenset
-    description: str = ""
-    params: frozenset = frozenset()  # its own parameters, besides COMMON_PARAMS
-    # What it reads of a chunk of checkpoints: "features" (outputs, pre- and post-activations),
-    # "active rates" (which have a cheaper pass of their own) or "parameters".
-    reads: str = "features"
-
-    @property
-    def compute(self) -> Callable:
-        """The family function, `families.<name>` (imported on first use: it needs torch)."""
-        from . import families
-
-        return getattr(families, self.name)
-
-
-COMMON_PARAMS = frozenset({"split", "schedule"})  # every family takes these
-
-
-FAMILIES = {
-    "nonlinearity": Family(
-        "nonlinearity",
-        1,
-        frozenset({"regression", "classification"}),
-        "active rate and nonlinear/dead/linear neuron counts",
-        reads="active rates",
-    ),
-    "linreg": Family("linreg", 2, frozenset({"regression"}), "least-squares baselines of y on each layer's features"),
-    "spectral": Family(
-        "spectral",
-        1,
-        frozenset({"regression", "classification"}),
-        "kernel eigen-measures of the penultimate features (Nam et al.)",
-        frozenset({"layer", "landmarks", "top"}),
-    ),
-    "weights": Family(
-        "weights",
-        1,
-        frozenset({"regression", "classification"}),
-        "weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)",
-        frozenset({"min_purity"}),
-        reads="parameters",
-    ),
-    "gradients": Family(
-        "gradients",
-        1,
-        frozenset({"regression", "classification"}),
-        "full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)",
-        reads="parameters",
-    ),  # with its own forward and backward pass
-}
+_BUILT_IN = "featscope.observables.families"
+register_family(
+    "nonlinearity",
+    version=1,
+    reads="active rates",
+    description="active rate and nonlinear/dead/linear neuron counts",
+    fn=f"{_BUILT_IN}:nonlinearity",
+)
+register_family(
+    "linreg",
+    version=2,
+    applies_to={"regression"},
+    description="least-squares baselines of y on each layer's features",
+    fn=f"{_BUILT_IN}:linreg",
+)
+register_family(
+    "spectral",
+    version=1,
+    params={"layer", "landmarks", "top"},
+    description="kernel eigen-measures of the penultimate features (Nam et al.)",
+    fn=f"{_BUILT_IN}:spectral",
+)
+register_family(
+    "weights",
+    version=1,
+    params={"min_purity"},
+    reads="parameters",
+    description="weight norms, changes, update cosine, diversity, rank, Fourier purity (Tian)",
+    fn=f"{_BUILT_IN}:weights",
+)
+register_family(
+    "gradients",
+    version=1,
+    reads="parameters",  # with its own forward and backward pass
+    description="full-batch gradient norms and cosines, ‖G_F‖, Gram statistics (Tian)",
+    fn=f"{_BUILT_IN}:gradients",
+)
 
 
 def applicability() -> dict[str, set]:
+    """Family name -> the task kinds it applies to."""
     return {name: set(f.applies_to) for name, f in FAMILIES.items()}
 
 
