@@ -142,3 +142,25 @@ def test_documented_names_match_a_workflow_result():
             seen.setdefault(family, set()).update(pd.read_parquet(folder, columns=["observable"]).observable.unique())
     for family, names in seen.items():
         assert names == set(FAMILIES[family].observables), family
+
+
+def test_the_readme_pandas_example_reads_a_workflow_result(tmp_path, monkeypatch):
+    """README.md's pandas lines, run where `results/` is a default-workflow result (if one is here)."""
+    import pandas as pd
+
+    root = next((p for p in (ROOT / "results", Path("/tmp/baseline_results")) if (p / "nonlinearity").is_dir()), None)
+    if root is None:
+        pytest.skip("no default-workflow results here")
+    (tmp_path / "results").symlink_to(root)
+    monkeypatch.chdir(tmp_path)
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "read_parquet" in b]
+    *lines, last = [line for line in block.strip().splitlines() if line.strip()]
+    scope: dict = {}
+    exec("\n".join(lines), scope)
+    median = eval(last, scope)
+    obs = scope["obs"]
+    assert set(obs.columns) == {"run", "step", "observable", "layer", "k", "value", "family"}
+    assert isinstance(median, pd.Series) and median.index.name == "step"
+    h2 = obs[(obs.observable == "nonlinear_neurons") & (obs.layer == "h2")]
+    assert median.loc[0] == h2[h2.step == 0].value.median()

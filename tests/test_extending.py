@@ -182,3 +182,20 @@ def test_the_task_recipe_builds_a_deterministic_parity_set(monkeypatch):
         np.testing.assert_array_equal(y, (x[:, 0] * x[:, 1] * x[:, 2] > 0).astype(np.int64))
     finally:
         del vars(tasks)["parity"]
+
+
+def test_the_readme_family_is_the_page_family(plugins, run, observed):
+    """README.md's short plugin example, registered under another name, gives the page's rows."""
+    from featscope import registry
+    from featscope.observe import observe_families
+
+    readme = (PAGE.parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "register_family" in b]
+    code = block.replace('"activation_scale"', '"readme_activation_scale"')
+    try:
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme_plugin"})
+        bundle, data = run
+        rows = observe_families("r", {"readme_activation_scale": {}}, bundle, data)["readme_activation_scale"]
+        assert rows.drop(columns="family", errors="ignore").equals(observed.drop(columns="family", errors="ignore"))
+    finally:
+        registry.FAMILIES.pop("readme_activation_scale", None)
