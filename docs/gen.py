@@ -32,6 +32,9 @@ OUTPUTS_PAGE = ROOT / "docs" / "outputs.md"
 # has one, wins). `missing_meanings()` lists keys with neither: the tests require none.
 NOTES = {
     "studies": "study name → its settings (the table below); each study expands into runs",
+    "plugins": "Python modules imported before the config is checked; their decorators register models, "
+    "families, analyses and figures (docs/extending.md). Searched in the config file's folder and the "
+    "repository root",
     "task": "the data set a study trains on, chosen by `name`; the other keys depend on it",
     "task.name": "sin2 = Liu & Zheng's y = Σ sin²(f·xᵢ), x ~ N(0, I_d); fn1d = y = sin(2π·freq·x) (+ noise), "
     "x ~ U[−1, 1]; mnist1d = MNIST-1D (generated offline); modadd = (a + b) mod M over all pairs; "

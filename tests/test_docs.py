@@ -164,3 +164,19 @@ def test_the_readme_pandas_example_reads_a_workflow_result(tmp_path, monkeypatch
     assert isinstance(median, pd.Series) and median.index.name == "step"
     h2 = obs[(obs.observable == "nonlinear_neurons") & (obs.layer == "h2")]
     assert median.loc[0] == h2[h2.step == 0].value.median()
+
+
+def test_the_readme_stays_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
+
+
+def test_no_machine_timings_in_the_library():
+    """Docstrings and comments state contracts; timings live in benchmarks/ (HISTORY.md)."""
+    timing = re.compile(r"Xeon|EPYC|µs|\d ?ms\b|\d s\b")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in (ROOT / "src").rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if timing.search(line)
+    ]
+    assert found == []
