@@ -1,0 +1,112 @@
+"""Per grid point, median [IQR] over seeds, from a study's Parquet outputs: the tables of
+docs/results-nam.md and docs/results-liu.md.
+
+    python docs/tables/summarise.py spectral RESULTS/STUDY OUT.csv     # Nam et al. measures
+    python docs/tables/summarise.py phases RESULTS/STUDY OUT.csv       # Liu & Zheng phases
+
+`spectral` reads runs.parquet, regimes.parquet, metrics/ and observables/family=spectral/ and
+reports the last checkpoint of each run: train / test accuracy, effective dimension (of ρ, Q*
+and Q̂), Π*(C), Π̂(C) and their ratio (C = classes), D_LR, eigenfunction drift from init, and
+how many seeds end in each regime. `phases` reads runs.parquet and phases.parquet.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def med_iqr(values) -> str:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return "nan"
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return f"{med:.3g} [{q1:.3g}, {q3:.3g}]"
+
+
+def _grid(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[["run", "seed", "grid_point"]]
+
+
+def spectral_per_run(study: Path) -> pd.DataFrame:
+    runs = pd.read_parquet(study / "runs.parquet")
+    regimes = pd.read_parquet(study / "regimes.parquet")
+    metrics = pd.concat(pd.read_parquet(p) for p in sorted((study / "metrics").glob("*.parquet")))
+    spec = pd.concat(pd.read_parquet(p) for p in sorted((study / "observables" / "family=spectral").glob("*.parquet")))
+    last = spec[spec.step == spec.groupby("run").step.transform("max")]
+    classes = runs.set_index("run").outputs.astype(int)
+    rows = []
+    for run, g in last.groupby("run"):
+        c = classes[run]
+        scalar = g[g.k.isna()].set_index("observable").value if g.k.isna().any() else pd.Series(dtype=float)
+        cum = g[g.observable.isin(["cum_quality", "cum_utility"]) & (g.k == c)].set_index("observable").value
+        fin = metrics[metrics.run == run]
+        fin = fin[fin.step == fin.step.max()].set_index("split").acc
+        reg = regimes[regimes.run == run].sort_values("step").iloc[-1]
+        rows.append(
+            {
+                "run": run,
+                "train_acc": fin.get("train", np.nan),
+                "test_acc": fin.get("test", np.nan),
+                "effective_dim": reg.effective_dim,
+                "effective_dim_quality": scalar.get("effective_dim_quality", np.nan),
+                "effective_dim_utility": reg.effective_dim_utility,
+                "pi_star_C": cum.get("cum_quality", np.nan),
+                "pi_hat_C": cum.get("cum_utility", np.nan),
+                "d_lr": reg.d_lr,
+                "drift_init": reg.drift_init,
+                "regime": reg.regime,
+            }
+        )
+    per_run = pd.DataFrame(rows)
+    per_run["pi_ratio_C"] = per_run.pi_star_C / per_run.pi_hat_C
+    return _grid(runs).merge(per_run, on="run")
+
+
+def spectral_table(study: Path) -> pd.DataFrame:
+    per_run = spectral_per_run(study)
+    cols = [
+        "test_acc",
+        "train_acc",
+        "effective_dim",
+        "effective_dim_quality",
+        "effective_dim_utility",
+        "pi_star_C",
+        "pi_hat_C",
+        "pi_ratio_C",
+        "d_lr",
+        "drift_init",
+    ]
+    out = []
+    for point, g in per_run.groupby("grid_point", sort=False):
+        regimes = g.regime.value_counts()
+        row = {"grid_point": point, "seeds": len(g)}
+        row |= {c: med_iqr(g[c]) for c in cols}
+        row["regimes"] = " ".join(f"{r}:{regimes[r]}" for r in ("coefficient", "MF", "EF") if r in regimes)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def phases_table(study: Path) -> pd.DataFrame:
+    runs = pd.read_parquet(study / "runs.parquet")
+    phases = pd.read_parquet(study / "phases.parquet")
+    per_run = _grid(runs).merge(phases, on="run")
+    cols = ["phase2_neurons", "t1", "t2", "t3", "phase2_loss", "phase4_rate", "final_neurons"]
+    out = []
+    for point, g in per_run.groupby("grid_point", sort=False):
+        row = {"grid_point": point, "runs": len(g), "seeds": g.seed.nunique()}
+        row |= {c: med_iqr(g[c]) for c in cols}
+        row["phase2_neurons_mean"] = round(float(g.phase2_neurons.mean()), 2)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+if __name__ == "__main__":
+    kind, study, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    table = {"spectral": spectral_table, "phases": phases_table}[kind](study)
+    table.to_csv(out, index=False)
+    print(table.to_string(index=False))
