@@ -1,13 +1,18 @@
 """Initialisation schemes (`model.init`, `model.init_scale`) against their closed-form statistics."""
 
 import math
+import pathlib
 
 import pytest
 import torch
+import yaml
+from snakemake.utils import validate
 from torch import nn
 
+import featscope.config as fsconfig
 from featscope.init import apply_init, fan_in
 from featscope.models import build_model
+from featscope.observables import applicability, parameters
 from featscope.packed import train_packed
 from featscope.tasks import make_dataset
 from featscope.training import train_one
@@ -116,3 +121,32 @@ def test_packed_engine_starts_from_the_same_initialisation(scheme, scale):
         torch.manual_seed(cfg["seed"])
         built = build_model(model, 10, 1)
         assert torch.equal(w0, built.hidden[0].weight.detach())
+
+
+def _check(model: dict, task: dict | None = None):
+    """The config checks of workflow/rules/common.smk on a one-run study."""
+    path = pathlib.Path(__file__).parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(path.read_text())
+    study = {**SIN2, "task": task or SIN2["task"], "model": model, "seeds": [0]}
+    config = {"studies": {"s": study}}
+    fsconfig.validate_schema(config, schema)
+    validate(config, str(path), set_default=True)
+    return fsconfig.check(config, schema, applicability(), parameters())
+
+
+def test_schema_takes_init_and_names_a_bad_one():
+    runs = _check({**SIN2["model"], "init": "gaussian", "init_scale": 0.5})
+    assert runs["s"][0].config["model"]["init"] == "gaussian"
+    assert "init" not in _check(SIN2["model"])["s"][0].config["model"]  # no default: old run ids stay
+    for bad, key in (({"init": "xavier"}, "init"), ({"init_scale": 0}, "init_scale")):
+        with pytest.raises(fsconfig.ConfigError, match=key):
+            _check({**SIN2["model"], **bad})
+
+
+def test_schema_takes_the_digits_task():
+
+    task = {"name": "digits", "n_train": 100, "n_test": 50}
+    runs = _check({"name": "cnn", "width": 8}, task)
+    assert runs["s"][0].config["task"] == {**task, "random_labels": False, "seed": 0}
+    with pytest.raises(fsconfig.ConfigError, match="n_val"):
+        _check({"name": "cnn", "width": 8}, {**task, "n_val": 3})
