@@ -144,7 +144,6 @@ def test_schema_takes_init_and_names_a_bad_one():
 
 
 def test_schema_takes_the_digits_task():
-
     task = {"name": "digits", "n_train": 100, "n_test": 50}
     runs = _check({"name": "cnn", "width": 8}, task)
     assert runs["s"][0].config["task"] == {**task, "random_labels": False, "seed": 0}
