@@ -3,6 +3,7 @@ docs/results-nam.md and docs/results-liu.md.
 
     python docs/tables/summarise.py spectral RESULTS/STUDY OUT.csv     # Nam et al. measures
     python docs/tables/summarise.py phases RESULTS/STUDY OUT.csv       # Liu & Zheng phases
+    python docs/tables/summarise.py spread RESULTS/STUDY OUT.csv       # their spread: points vs seeds
 
 `spectral` reads runs.parquet, regimes.parquet, metrics/ and observables/family=spectral/ and
 reports the last checkpoint of each run: train / test accuracy, effective dimension (of ρ, Q*
@@ -95,7 +96,15 @@ def phases_table(study: Path) -> pd.DataFrame:
     runs = pd.read_parquet(study / "runs.parquet")
     phases = pd.read_parquet(study / "phases.parquet")
     per_run = _grid(runs).merge(phases, on="run")
+    counts = pd.concat(
+        pd.read_parquet(p, filters=[("observable", "==", "nonlinear_neurons")])
+        for p in sorted((study / "observables" / "family=nonlinearity").glob("*.parquet"))
+    )
+    h1 = counts[counts.layer == "h1"].groupby("run").value.min().rename("h1_min_nonlinear")
+    h2 = counts[(counts.layer == "h2") & (counts.step == 0)].set_index("run").value.rename("h2_nonlinear_at_init")
+    per_run = per_run.merge(h1, on="run").merge(h2, on="run")
     cols = ["phase2_neurons", "t1", "t2", "t3", "phase2_loss", "phase4_rate", "final_neurons"]
+    cols += ["h1_min_nonlinear", "h2_nonlinear_at_init"]
     out = []
     for point, g in per_run.groupby("grid_point", sort=False):
         row = {"grid_point": point, "runs": len(g), "seeds": g.seed.nunique()}
@@ -105,8 +114,40 @@ def phases_table(study: Path) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def phases_spread(study: Path) -> pd.DataFrame:
+    """How the Phase II count's spread splits between the grid points (e.g. data draws) and the
+    seeds within them: one-way ANOVA (F, p), the share of variance between points (η²), and a
+    Kruskal-Wallis p-value that assumes no normality."""
+    from scipy import stats
+
+    runs = pd.read_parquet(study / "runs.parquet")
+    per_run = _grid(runs).merge(pd.read_parquet(study / "phases.parquet"), on="run")
+    rows = []
+    for col in ("phase2_neurons", "t2", "phase4_rate"):
+        groups = [g[col].dropna().to_numpy() for _, g in per_run.groupby("grid_point")]
+        groups = [g for g in groups if len(g)]
+        values = np.concatenate(groups)
+        between = sum(len(g) * (g.mean() - values.mean()) ** 2 for g in groups)
+        total = ((values - values.mean()) ** 2).sum()
+        f, p = stats.f_oneway(*groups)
+        rows.append(
+            {
+                "measure": col,
+                "points": len(groups),
+                "runs": len(values),
+                "eta2_between_points": round(between / total, 3),
+                "anova_F": round(float(f), 3),
+                "anova_p": float(f"{p:.3g}"),
+                "kruskal_p": float(f"{stats.kruskal(*groups).pvalue:.3g}"),
+                "sd_within_points": round(float(np.sqrt(np.mean([g.var(ddof=1) for g in groups]))), 4),
+                "sd_of_point_means": round(float(np.std([g.mean() for g in groups], ddof=1)), 4),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 if __name__ == "__main__":
     kind, study, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    table = {"spectral": spectral_table, "phases": phases_table}[kind](study)
+    table = {"spectral": spectral_table, "phases": phases_table, "spread": phases_spread}[kind](study)
     table.to_csv(out, index=False)
     print(table.to_string(index=False))
