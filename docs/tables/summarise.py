@@ -2,6 +2,7 @@
 docs/results-nam.md and docs/results-liu.md.
 
     python docs/tables/summarise.py spectral RESULTS/STUDY OUT.csv     # Nam et al. measures
+    python docs/tables/summarise.py correlations RESULTS/STUDY OUT.csv # measures vs test accuracy
     python docs/tables/summarise.py phases RESULTS/STUDY OUT.csv       # Liu & Zheng phases
     python docs/tables/summarise.py spread RESULTS/STUDY OUT.csv       # their spread: points vs seeds
 
@@ -92,6 +93,25 @@ def spectral_table(study: Path) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def spectral_correlations(study: Path) -> pd.DataFrame:
+    """Across the runs of a study (random-label runs left out: their test accuracy is chance by
+    construction): Spearman's rank correlation of test accuracy with each measure, and the
+    median test accuracy of the runs ending MF against those ending EF."""
+    from scipy import stats
+
+    per_run = spectral_per_run(study)
+    clean = per_run[~per_run.grid_point.str.contains("random_labels-true")]
+    rows = []
+    for col in ("pi_star_C", "pi_hat_C", "pi_ratio_C", "effective_dim", "effective_dim_utility", "d_lr", "drift_init"):
+        rho, p = stats.spearmanr(clean.test_acc, clean[col], nan_policy="omit")
+        rho, p = round(float(rho), 3), float(f"{p:.3g}")
+        rows.append({"measure": col, "runs": len(clean), "spearman_vs_test_acc": rho, "p": p})
+    for regime in ("MF", "EF", "coefficient"):
+        acc = clean[clean.regime == regime].test_acc
+        rows.append({"measure": f"test_acc of {regime} runs", "runs": len(acc), "median": med_iqr(acc)})
+    return pd.DataFrame(rows)
+
+
 def phases_table(study: Path) -> pd.DataFrame:
     runs = pd.read_parquet(study / "runs.parquet")
     phases = pd.read_parquet(study / "phases.parquet")
@@ -148,6 +168,12 @@ def phases_spread(study: Path) -> pd.DataFrame:
 
 if __name__ == "__main__":
     kind, study, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    table = {"spectral": spectral_table, "phases": phases_table, "spread": phases_spread}[kind](study)
+    kinds = {
+        "spectral": spectral_table,
+        "correlations": spectral_correlations,
+        "phases": phases_table,
+        "spread": phases_spread,
+    }
+    table = kinds[kind](study)
     table.to_csv(out, index=False)
     print(table.to_string(index=False))
