@@ -48,7 +48,8 @@ def spectral_per_run(study: Path) -> pd.DataFrame:
         cum = g[g.observable.isin(["cum_quality", "cum_utility"]) & (g.k == c)].set_index("observable").value
         fin = metrics[metrics.run == run]
         fin = fin[fin.step == fin.step.max()].set_index("split").acc
-        reg = regimes[regimes.run == run].sort_values("step").iloc[-1]
+        steps = regimes[regimes.run == run].sort_values("step")
+        reg, init = steps.iloc[-1], steps.iloc[0]
         rows.append(
             {
                 "run": run,
@@ -62,6 +63,8 @@ def spectral_per_run(study: Path) -> pd.DataFrame:
                 "d_lr": reg.d_lr,
                 "drift_init": reg.drift_init,
                 "regime": reg.regime,
+                "effective_dim_at_init": init.effective_dim,
+                "d_lr_at_init": init.d_lr,
             }
         )
     per_run = pd.DataFrame(rows)
@@ -82,6 +85,8 @@ def spectral_table(study: Path) -> pd.DataFrame:
         "pi_ratio_C",
         "d_lr",
         "drift_init",
+        "effective_dim_at_init",
+        "d_lr_at_init",
     ]
     out = []
     for point, g in per_run.groupby("grid_point", sort=False):
