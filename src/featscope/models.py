@@ -116,6 +116,13 @@ class OneHotNet(nn.Module):
 
 
 def build_model(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
+    """The model `cfg` names, initialised by its ``init`` / ``init_scale`` (featscope.init)."""
+    from .init import init_from_config
+
+    return init_from_config(_build(cfg, in_dim, out_dim), cfg)
+
+
+def _build(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
     if cfg["name"] == "mlp":
         return MLP(in_dim, out_dim, cfg["width"], cfg["depth"], cfg.get("activation", "relu"), cfg.get("bias", True))
     if cfg["name"] == "modnet":
