@@ -163,8 +163,6 @@ def analysis_job(name: str, study: str, paths: dict, params: dict | None, out) -
     "tables": {analysis: path}}`` (see `featscope.analyses.AnalysisInputs`); ``params`` is
     the study's config block the analysis declares (``None``: none). Plugins must be
     loaded (`featscope.registry.load_plugins`) before a plugin's analysis is named."""
-    import pandas as pd
-
     spec = registry.analysis(name)
     table = spec.fn(AnalysisInputs(study, paths, reader=f"analysis '{name}'"), **dict(params or {}))
     if not isinstance(table, pd.DataFrame):
