@@ -362,3 +362,15 @@ def test_every_built_in_figure_has_its_own_caption():
     assert len(set(captions)) == len(captions) and all(len(c) > 100 for c in captions)
     assert "``optim.lr``" in registry.figure("axes").caption_for("s", "optim.lr")
     assert textwrap.dedent(registry.figure("linreg").caption).strip().startswith("Training loss")
+
+
+def test_the_registry_of_analyses_loads_without_torch_or_matplotlib():
+    """The workflow reads it while Snakemake starts: figures import their plotting code when drawn."""
+    import subprocess
+
+    code = (
+        "import sys; from featscope import registry; e = registry.schema_enums(); "
+        "print(len(e['analyses']), len(e['figures']), 'torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["5", "10", "False", "False"]
