@@ -10,7 +10,12 @@ registry while Snakemake starts; figures import their plotting code when drawn).
 
 from __future__ import annotations
 
-from . import dynamics, grokking, nonlinearity, phases, regimes, scaling, spectral, stages  # noqa: F401 (registers)
+import importlib
+
 from .inputs import AnalysisInputs, read_frames, row_filter
+
+# Importing registers; this order is the order of the config schema's enums (and the docs).
+for _module in ("phases", "nonlinearity", "spectral", "regimes", "stages", "dynamics", "grokking", "scaling"):
+    importlib.import_module(f".{_module}", __name__)
 
 __all__ = ["AnalysisInputs", "read_frames", "row_filter"]
