@@ -1,6 +1,7 @@
 """Registered analyses and figures through `analysis_job` / `figure_job`: a plugin's own, and
 each built-in against a twin computed by hand or by calling its science function directly."""
 
+import re
 import sys
 import textwrap
 
@@ -117,7 +118,7 @@ def test_a_plugin_analysis_and_figure_run_through_the_jobs(tmp_path, plugin):
     assert image.ndim == 3 and (image[..., :3] < 0.1).all(axis=-1).sum() > 100  # the black bars are drawn
 
     caption = tmp_path / "caption.rst"
-    registry.write_caption("final_loss_probe", "s", caption)
+    assert registry.write_caption("final_loss_probe", "s", caption) == str(caption.resolve())
     rendered = jinja2.Environment().from_string(caption.read_text()).render(snakemake=None)
     assert rendered.strip() == "Final loss per run of **s**; {not Jinja} {{ kept }}."
 
@@ -374,3 +375,50 @@ def test_the_registry_of_analyses_loads_without_torch_or_matplotlib():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["5", "10", "False", "False"]
+
+
+REPORT_SNAKEFILE = """
+from featscope import registry
+
+FIGURES = {"linreg": None, "axis-optim.lr": "optim.lr"}
+
+rule all:
+    input: expand("out/{f}.png", f=FIGURES)
+
+for name, axis in FIGURES.items():
+    rule:
+        name: "figure_" + name.replace("-", "_").replace(".", "_")
+        output:
+            report(f"out/{name}.png", category="demo", caption=registry.write_caption(
+                "axes" if axis else name, "demo", f"out/.captions/{name}.rst", axis=axis))
+        run:
+            import matplotlib.pyplot as plt
+            fig, ax = plt.subplots(figsize=(1, 1))
+            fig.savefig(output[0])
+"""
+
+
+@pytest.mark.workflow
+def test_each_figure_gets_its_caption_in_a_snakemake_report(tmp_path):
+    """`write_caption` files as Snakemake's report reads them: each figure its own caption."""
+    import subprocess
+
+    (tmp_path / "Snakefile").write_text(REPORT_SNAKEFILE)
+    snakemake = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--directory",
+        str(tmp_path),
+        "--snakefile",
+        str(tmp_path / "Snakefile"),
+    ]
+    subprocess.run([*snakemake, "--cores", "1", "--quiet"], check=True, capture_output=True)
+    subprocess.run([*snakemake, "--report", str(tmp_path / "report.html")], check=True, capture_output=True)
+    html = (tmp_path / "report.html").read_text()
+    captions = dict(re.findall(r'"filename": "([^"]+)\.png".*?"caption": "(.*?)(?<!\\)"', html))
+    assert set(captions) == {"linreg", "axis-optim.lr"}
+    assert captions["linreg"].startswith("<p>Training loss of study <strong>demo</strong>")
+    assert "least-squares baselines" in captions["linreg"] and "Effect of" not in captions["linreg"]
+    assert captions["axis-optim.lr"].startswith("<p>Effect of the grid axis <tt")
+    assert "optim.lr</tt> in study <strong>demo</strong>" in captions["axis-optim.lr"]

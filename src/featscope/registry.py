@@ -319,7 +319,8 @@ def schema_enums() -> dict[str, list[str]]:
 
 def write_caption(name: str, study: str, path: str | Path, axis: str | None = None) -> str:
     """Write the report caption of figure ``name`` in ``study`` to ``path`` (a reStructuredText
-    file for ``report(..., caption=path)``) and return the path. The file is rewritten only
+    file for ``report(..., caption=...)``) and return its absolute path (Snakemake joins a
+    relative caption path to the rule file's folder). The file is rewritten only
     when its text changes. Snakemake renders captions as Jinja templates: the text is kept
     verbatim (a raw block), so a caption may hold braces."""
     text = "{% raw %}\n" + figure(name).caption_for(study, axis) + "\n{% endraw %}\n"
@@ -329,7 +330,7 @@ def write_caption(name: str, study: str, path: str | Path, axis: str | None = No
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    return str(path)
+    return str(path.resolve())
 
 
 def _lookup(registry: dict, kind: str, name: str):
