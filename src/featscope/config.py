@@ -157,8 +157,9 @@ def _raise_schema_error(error: jsonschema.ValidationError, prefix: tuple = (), n
 
 
 def validate_schema(config: dict, schema: dict) -> None:
-    """Validate `config` against the JSON schema; the error names the key path."""
-    validator = jsonschema.Draft202012Validator(schema)
+    """Validate `config` against the JSON schema (`complete_schema`: with the registries'
+    names); the error names the key path."""
+    validator = jsonschema.Draft202012Validator(complete_schema(schema))
     errors = sorted(validator.iter_errors(config), key=lambda e: -len(e.absolute_path))
     if errors:
         _raise_schema_error(errors[0])
@@ -174,7 +175,7 @@ def check(
     """
     if not config.get("studies"):
         raise ConfigError("config key 'studies': no study is declared")
-    study_schema = {"$defs": schema.get("$defs", {}), "$ref": "#/$defs/study"}
+    study_schema = {"$defs": complete_schema(schema).get("$defs", {}), "$ref": "#/$defs/study"}
     all_runs = {}
     for name, study in config["studies"].items():
         at = ("studies", name)
@@ -239,24 +240,7 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
                     f"config key '{where}.{key}': family '{family}' takes no parameter "
                     f"'{key}' (it takes {sorted(taken)})"
                 )
-    for key, names, needs in (
-        ("analyses", cfg.get("analyses") or [], REQUIRES),
-        ("figures", cfg.get("figures") or [], REQUIRES),
-    ):
-        for name in names:
-            missing = [f for f in needs.get(name, []) if f not in (cfg.get("observables") or {})]
-            if missing:
-                raise ConfigError(
-                    f"config key '{_path(at + (key,))}': '{name}' needs the observable "
-                    f"families {missing} in '{_path(at + ('observables',))}'"
-                )
-    for (key, name), needed in NEEDS_ANALYSIS.items():
-        if name in (cfg.get(key) or []) and needed not in (cfg.get("analyses") or []):
-            raise ConfigError(
-                f"config key '{_path(at + (key,))}': '{name}' needs '{needed}' in '{_path(at + ('analyses',))}'"
-            )
-    if "scaling" in (cfg.get("analyses") or []) and cfg["task"]["name"] != "modadd":
-        raise ConfigError(f"config key '{_path(at + ('analyses',))}': 'scaling' needs the modadd task")
+    _check_analyses(cfg, at)
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
         if layer not in model_layer_names(cfg["model"]):
@@ -272,23 +256,53 @@ def model_layer_names(cfg: dict) -> list[str]:
     return [f"h{i + 1}" for i in range(cfg.get("depth", 1))] if cfg["name"] == "mlp" else ["h1"]
 
 
-# What each analysis or figure reads besides the training metrics.
-REQUIRES = {
-    "phases": ["nonlinearity"],
-    "loss_neurons": ["nonlinearity"],
-    "linreg": ["linreg"],
-    "axes": ["nonlinearity"],
-    "regimes": ["spectral"],
-    "spectrum": ["spectral"],
-    "cumulative": ["spectral"],
-    "effective_dim": ["spectral"],
-    "stages": ["weights", "gradients"],
-    "dynamics": ["weights", "gradients"],
-}
-# Analyses and figures that read another analysis' table.
-NEEDS_ANALYSIS = {
-    ("analyses", "scaling"): "grokking",
-    ("figures", "stages"): "stages",
-    ("figures", "scaling"): "scaling",
-    ("figures", "regimes"): "regimes",
-}
+def _check_analyses(cfg: dict, at: tuple) -> None:
+    """What the study's analyses and figures need (their registered families, analyses and
+    tasks) is in the study."""
+    from . import registry
+
+    observables = cfg.get("observables") or {}
+    analyses = cfg.get("analyses") or []
+    asked = [(key, name) for key in ("analyses", "figures") for name in cfg.get(key) or []]
+    for key, name in asked:
+        missing = [f for f in registry.needs(key, name)[0] if f not in observables]
+        if missing:
+            raise ConfigError(
+                f"config key '{_path(at + (key,))}': '{name}' needs the observable "
+                f"families {missing} in '{_path(at + ('observables',))}'"
+            )
+    for key, name in asked:
+        for needed in registry.needs(key, name)[1]:
+            if needed not in analyses:
+                raise ConfigError(
+                    f"config key '{_path(at + (key,))}': '{name}' needs '{needed}' in '{_path(at + ('analyses',))}'"
+                )
+    for name in analyses:
+        tasks = registry.analysis(name).tasks
+        if tasks and cfg["task"]["name"] not in tasks:
+            raise ConfigError(f"config key '{_path(at + ('analyses',))}': '{name}' needs the {' or '.join(tasks)} task")
+
+
+def complete_schema(schema: dict) -> dict:
+    """The config schema with what the registries hold filled in: the names a study's
+    ``analyses`` and ``figures`` may list (built-in and plugin ones) and, for a registered
+    analysis whose parameter block the schema lacks, that block (an object, default {}).
+    The schema file leaves these open; `validate_schema` and `check` complete it."""
+    from . import registry
+
+    enums = registry.schema_enums()
+    schema = copy.deepcopy(schema)
+    study = schema.get("$defs", {}).get("study", {}).get("properties")
+    if study is None:
+        return schema
+    for key in ("analyses", "figures"):
+        if key in study:
+            study[key].setdefault("items", {})["enum"] = enums[key]
+    for spec in registry.ANALYSES.values():
+        if spec.params and spec.params not in study:
+            study[spec.params] = {
+                "type": "object",
+                "default": {},
+                "description": f"parameters of analysis '{spec.name}'",
+            }
+    return schema

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass
@@ -109,3 +110,21 @@ def segment_phases(
     return Phases(
         t1, t2, t3, float(np.median(n[plateau])), float(np.median(loss[plateau])), rate, r2, n_final, float(loss[-1])
     )
+
+
+def phase_table(metrics: pd.DataFrame, nonlinearity: pd.DataFrame, layer: str = "h2", **params) -> pd.DataFrame:
+    """Phase boundaries per run (one row each, runs sorted) from its train loss (``metrics``:
+    run, step, split, loss) and its count of nonlinear neurons in ``layer`` (``nonlinearity``:
+    long-form rows); ``params`` go to `segment_phases`. Checkpoints whose loss is not finite
+    (a diverged run) are left out."""
+    counts = nonlinearity[(nonlinearity.observable == "nonlinear_neurons") & (nonlinearity.layer == layer)]
+    loss = metrics[metrics.split == "train"].set_index(["run", "step"])["loss"]
+    rows = []
+    for run, curve in counts.groupby("run", sort=True):
+        curve = curve.sort_values("step")
+        steps = curve.step.to_numpy()
+        run_loss = loss.loc[run].reindex(steps).to_numpy()
+        ok = np.isfinite(run_loss)
+        phases = segment_phases(steps[ok], run_loss[ok], curve.value.to_numpy()[ok], **params)
+        rows.append({"run": run, "layer": layer, **phases.as_dict()})
+    return pd.DataFrame(rows)

@@ -7,18 +7,17 @@ stage can also be run by hand or from a notebook.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 import torch
 
-from . import io
+from . import io, registry
+from .analyses import AnalysisInputs, read_frames  # noqa: F401 (read_frames: the long-standing import path)
 from .config import Run, fingerprint, flatten
 from .observe import observe_tables
 from .packed import iter_train_packed, pack_key, train_alone_packed
-from .phases import segment_phases
 from .tasks import load_dataset, make_dataset, save_dataset
 from .training import train_runs
 
@@ -137,18 +136,6 @@ def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None
                 io.write_parquet(tables[name], out)
 
 
-def read_frames(paths, columns=None, filters=None) -> pd.DataFrame:
-    """Concatenate Parquet files; damaged files raise an error naming the file."""
-    paths = [str(p) for p in paths]
-    for p in paths:
-        try:
-            _ = pads.dataset(p, format="parquet").schema  # reading the footer finds damage
-        except Exception as err:
-            raise io.quarantine(p, err) from err
-    table = pads.dataset(paths, format="parquet").to_table(columns=columns, filter=filters)
-    return table.to_pandas()
-
-
 def runs_row(run: Run, info: dict) -> dict:
     row = {
         "run": run.id,
@@ -169,92 +156,72 @@ def runs_table_job(runs: list[dict], info_paths, out) -> None:
     io.write_parquet(pd.DataFrame(rows), out)
 
 
-def phase_table(metrics: pd.DataFrame, nonlinearity: pd.DataFrame, layer: str = "h2", **params) -> pd.DataFrame:
-    """Phase boundaries per run from its train loss and nonlinear-neuron curves."""
-    counts = nonlinearity[(nonlinearity.observable == "nonlinear_neurons") & (nonlinearity.layer == layer)]
-    loss = metrics[metrics.split == "train"].set_index(["run", "step"])["loss"]
-    rows = []
-    for run, curve in counts.groupby("run", sort=True):
-        curve = curve.sort_values("step")
-        steps = curve.step.to_numpy()
-        run_loss = loss.loc[run].reindex(steps).to_numpy()
-        ok = np.isfinite(run_loss)
-        phases = segment_phases(steps[ok], run_loss[ok], curve.value.to_numpy()[ok], **params)
-        rows.append({"run": run, "layer": layer, **phases.as_dict()})
-    return pd.DataFrame(rows)
+def analysis_job(name: str, study: str, paths: dict, params: dict | None, out) -> None:
+    """Make the analysis table ``name`` of ``study`` and write it to ``out`` (Parquet).
+
+    ``paths`` = ``{"runs": path, "metrics": [paths], "observables": {family: [paths]},
+    "tables": {analysis: path}}`` (see `featscope.analyses.AnalysisInputs`); ``params`` is
+    the study's config block the analysis declares (``None``: none). Plugins must be
+    loaded (`featscope.registry.load_plugins`) before a plugin's analysis is named."""
+    spec = registry.analysis(name)
+    table = spec.fn(AnalysisInputs(study, paths, reader=f"analysis '{name}'"), **dict(params or {}))
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"analysis '{name}' returned {type(table).__name__}, not a pandas DataFrame")
+    io.write_parquet(table, out)
 
 
+def figure_job(name: str, study: str, paths: dict, out, axis: str | None = None) -> None:
+    """Draw the figure ``name`` of ``study`` to ``out`` (PNG); ``paths`` as for `analysis_job`.
+    A per-axis figure (``spec.per_axis``) is drawn for the grid axis ``axis`` (a dotted
+    config key such as ``optim.lr``); other figures take no axis."""
+    spec = registry.figure(name)
+    if spec.per_axis and axis is None:
+        raise ValueError(f"figure '{name}' is drawn once per grid axis: give the axis")
+    if not spec.per_axis and axis is not None:
+        raise ValueError(f"figure '{name}' is not drawn per grid axis, but the axis '{axis}' was given")
+    fig = spec.fn(AnalysisInputs(study, paths, axis=axis, reader=f"figure '{name}'"))
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"figure '{name}' returned {type(fig).__name__}, not a matplotlib Figure")
+    from .plots import save
+
+    save(fig, out)
+
+
+# The per-analysis entry points of the workflow's scripts before its generic analysis and
+# plot rules: kept only until workflow/scripts/{phases,regimes,stages,grokking,scaling,plot}.py
+# are gone (they call `analysis_job` / `figure_job`).
 def phases_job(metric_paths, nonlinearity_paths, params: dict, out) -> None:
-    metrics = read_frames(metric_paths, columns=["run", "step", "split", "loss"])
-    counts = read_frames(nonlinearity_paths, filters=pads.field("observable") == "nonlinear_neurons")
-    io.write_parquet(phase_table(metrics, counts, **params), out)
+    analysis_job(
+        "phases", "", {"metrics": metric_paths, "observables": {"nonlinearity": nonlinearity_paths}}, params, out
+    )
 
 
 def stages_job(metric_paths, weights_paths, gradients_paths, rules: dict, out) -> None:
-    from .stages import stage_table
-
-    metrics = read_frames(metric_paths, columns=["run", "step", "split", "acc"])
-    scalar = pads.field("k").is_null()
-    weights = read_frames(weights_paths, filters=scalar & (pads.field("observable") == "weight_delta_rel"))
-    gradients = read_frames(gradients_paths, filters=scalar & (pads.field("observable") == "grad_norm"))
-    io.write_parquet(stage_table(metrics, weights, gradients, **rules), out)
+    families = {"weights": weights_paths, "gradients": gradients_paths}
+    analysis_job("stages", "", {"metrics": metric_paths, "observables": families}, rules, out)
 
 
 def grokking_job(metric_paths, out) -> None:
-    from .stages import grokking_table
-
-    metrics = read_frames(metric_paths, columns=["run", "step", "epoch", "split", "acc"])
-    io.write_parquet(grokking_table(metrics), out)
+    analysis_job("grokking", "", {"metrics": metric_paths}, None, out)
 
 
 def scaling_job(runs_path, grokking_path, out) -> None:
-    from .stages import scaling_table
-
-    io.write_parquet(scaling_table(io.read_parquet(runs_path), io.read_parquet(grokking_path)), out)
+    analysis_job("scaling", "", {"runs": runs_path, "tables": {"grokking": grokking_path}}, None, out)
 
 
 def regimes_job(runs_path, spectral_paths, rules: dict, out) -> None:
-    from .regimes import regime_table
-
-    runs = io.read_parquet(runs_path)
-    spectral = read_frames(
-        spectral_paths, columns=["run", "step", "observable", "value"], filters=pads.field("k").is_null()
-    )
-    io.write_parquet(regime_table(spectral, dict(zip(runs.run, runs.outputs)), **rules), out)
+    analysis_job("regimes", "", {"runs": runs_path, "observables": {"spectral": spectral_paths}}, rules, out)
 
 
 def plot_job(figure: str, study: str, paths: dict, out, axes: dict | None = None) -> None:
-    """Draw one figure of a study. `axes` maps figure names axis-<label> to grid axes."""
-    from . import plots
-
-    plots.save(_figure(figure, study, paths, axes or {}), out)
-
-
-def _figure(figure: str, study: str, paths: dict, axes: dict):
-    from . import grokking_plots, plots
-
-    if figure in ("stages", "dynamics", "scaling"):
-        return grokking_plots.figure(figure, study, paths, read_frames)
-    runs = io.read_parquet(paths["runs"])
-    spectral_figures = {
-        "spectrum": plots.spectrum,
-        "cumulative": plots.cumulative,
-        "effective_dim": plots.effective_dim,
-        "regimes": plots.regime_map,
-    }
-    if figure in spectral_figures:
-        spectral = read_frames([p for p in paths["observables"] if "family=spectral" in str(p)])
-        regimes = io.read_parquet(paths["regimes"]) if paths.get("regimes") else None
-        return spectral_figures[figure](runs, spectral, regimes, study)
-    phases = io.read_parquet(paths["phases"]) if paths.get("phases") else None
-    metrics = read_frames(paths["metrics"], columns=["run", "step", "split", "loss"])
-    observables = read_frames(
-        paths["observables"], filters=pads.field("observable").isin(["nonlinear_neurons", "linreg_loss"])
-    )
-    if figure == "loss_neurons":
-        return plots.loss_and_neurons(runs, metrics, observables, phases, study)
-    if figure == "linreg":
-        return plots.linreg_baselines(runs, metrics, observables, phases, study)
+    """Draw one figure from the old plot rule's inputs (``observables`` one flat list,
+    tables under their analysis' names, ``axes`` figure name ``axis-<label>`` -> axis)."""
+    families: dict[str, list] = {}
+    for path in paths.get("observables") or []:
+        families.setdefault(re.search(r"family=([^/]+)", str(path)).group(1), []).append(path)
+    tables = {name: path for name, path in paths.items() if name in registry.ANALYSES and path}
+    new = {"runs": paths["runs"], "metrics": paths["metrics"], "observables": families, "tables": tables}
     if figure.startswith("axis-"):
-        return plots.axis_summary(runs, observables, phases, axes[figure], study, list(axes.values()))
-    raise ValueError(f"unknown figure '{figure}'")
+        figure_job("axes", study, new, out, axis=(axes or {})[figure])
+    else:
+        figure_job(figure, study, new, out)

@@ -5,6 +5,8 @@ Curves are medians over seeds with an interquartile band.
 
 from __future__ import annotations
 
+import contextlib
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -149,6 +151,18 @@ def axis_slice(runs: pd.DataFrame, axis: str, axes: list[str]) -> pd.DataFrame:
     return runs[keep]
 
 
+@contextlib.contextmanager
+def _seeded_jitter(seed: int = 0):
+    """Seaborn jitters strip plots with NumPy's global generator: seed it for the plot (and
+    restore it after), so that a figure drawn twice is the same image."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def axis_summary(runs, observables, phases, axis, study, axes=None, layer="h2"):
     axes = axes or [axis]
     sel = axis_slice(runs, axis, axes)
@@ -167,7 +181,8 @@ def axis_summary(runs, observables, phases, axis, study, axes=None, layer="h2"):
             (mid, "phase2_neurons", "Phase II nonlinear neurons"),
             (right, "phase4_rate", "Phase IV loss decay rate (/step)"),
         ):
-            sns.stripplot(ph, x=axis, y=col, order=order, ax=ax, color="0.4", size=4)
+            with _seeded_jitter():
+                sns.stripplot(ph, x=axis, y=col, order=order, ax=ax, color="0.4", size=4)
             sns.pointplot(
                 ph,
                 x=axis,

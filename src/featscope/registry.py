@@ -192,8 +192,11 @@ def register_family(
 class FigureSpec:
     """A figure: ``fn(inputs) -> matplotlib Figure``, with the caption the report shows.
 
-    ``families`` and ``analyses`` are what it reads; ``per_axis`` figures are drawn once per
-    grid axis (``axis-<label>``), with the axis as ``inputs.axis``.
+    ``families`` and ``analyses`` are what it needs (the config check refuses a study that
+    asks for the figure without them); it may read any other table the study makes, if
+    present (``inputs.table(name, optional=True)``). ``per_axis`` figures are drawn once per
+    grid axis (``axis-<label>``), with the axis as ``inputs.axis``. In the caption,
+    ``{study}`` and ``{axis}`` stand for the study and the grid axis (`caption_for`).
     """
 
     name: str
@@ -203,6 +206,11 @@ class FigureSpec:
     analyses: tuple = ()
     per_axis: bool = False
 
+    def caption_for(self, study: str, axis: str | None = None) -> str:
+        """The report caption of this figure in ``study`` (and for ``axis``, if per axis)."""
+        text = inspect.cleandoc(self.caption).replace("{study}", study)
+        return text.replace("{axis}", axis) if axis is not None else text
+
 
 @dataclass(frozen=True)
 class AnalysisSpec:
@@ -211,8 +219,9 @@ class AnalysisSpec:
 
     ``families`` are the observable families it reads, ``analyses`` the other tables;
     ``params`` is the name of the study's config block holding its parameters (``None``:
-    none). ``inputs`` gives the study's runs table, metrics, observables and tables (see
-    ``featscope.pipeline``)."""
+    none). ``tasks``, if given, are the only task names it applies to. ``inputs`` gives the
+    study's runs table, metrics, observables and tables (``featscope.analyses.AnalysisInputs``,
+    made by ``featscope.pipeline.analysis_job``)."""
 
     name: str
     fn: Callable
@@ -220,6 +229,7 @@ class AnalysisSpec:
     analyses: tuple = ()
     params: str | None = None
     description: str = ""
+    tasks: tuple = ()
 
     def figure(self, name: str, *, caption: str, families: Iterable[str] = (), per_axis: bool = False):
         """Register a figure that reads this analysis' table (and ``families``)."""
@@ -237,12 +247,16 @@ def register_analysis(
     analyses: Iterable[str] = (),
     params: str | None = None,
     description: str = "",
+    tasks: Iterable[str] = (),
 ):
     """Register an analysis ``fn(inputs, **params) -> DataFrame``; the decorator returns its
     spec, whose ``.figure(...)`` registers the figures drawn from it."""
+    if isinstance(tasks, str):
+        raise RegistryError(f"analysis '{name}': tasks must be a list of task names, not the string {tasks!r}")
 
     def decorate(fn: Callable) -> AnalysisSpec:
-        spec = AnalysisSpec(name, fn, tuple(families), tuple(analyses), params, description or _first_line(fn))
+        doc = description or _first_line(fn)
+        spec = AnalysisSpec(name, fn, tuple(families), tuple(analyses), params, doc, tuple(tasks))
         _add(ANALYSES, "analysis", spec)
         return spec
 
@@ -264,6 +278,67 @@ def register_figure(
         return fn
 
     return decorate
+
+
+# ------------------------------------------------------------------------- lookups
+_BUILT_INS = ("featscope.observables", "featscope.analyses")
+
+
+def load_built_ins() -> None:
+    """Register the built-in families, analyses and figures (importing them registers them;
+    they import no torch and no matplotlib)."""
+    for module in _BUILT_INS:
+        importlib.import_module(module)
+
+
+def analysis(name: str) -> AnalysisSpec:
+    """The registered analysis ``name``; an unknown name is refused, naming the known ones."""
+    return _lookup(ANALYSES, "analysis", name)
+
+
+def figure(name: str) -> FigureSpec:
+    """The registered figure ``name``; an unknown name is refused, naming the known ones."""
+    return _lookup(FIGURES, "figure", name)
+
+
+def needs(kind: str, name: str) -> tuple[tuple, tuple]:
+    """(observable families, analyses) that the analysis or figure ``name`` needs; ``kind``
+    is the config key that names it, ``"analyses"`` or ``"figures"``."""
+    if kind not in ("analyses", "figures"):
+        raise RegistryError(f"needs: kind must be 'analyses' or 'figures', not {kind!r}")
+    spec = analysis(name) if kind == "analyses" else figure(name)
+    return spec.families, spec.analyses
+
+
+def schema_enums() -> dict[str, list[str]]:
+    """The names a study's ``analyses`` and ``figures`` lists may hold, in registration
+    order (built-ins first): the config schema's enums."""
+    load_built_ins()
+    return {"analyses": list(ANALYSES), "figures": list(FIGURES)}
+
+
+def write_caption(name: str, study: str, path: str | Path, axis: str | None = None) -> str:
+    """Write the report caption of figure ``name`` in ``study`` to ``path`` (a reStructuredText
+    file for ``report(..., caption=...)``) and return its absolute path (Snakemake joins a
+    relative caption path to the rule file's folder). The file is rewritten only
+    when its text changes. Snakemake renders captions as Jinja templates: the text is kept
+    verbatim (a raw block), so a caption may hold braces."""
+    text = "{% raw %}\n" + figure(name).caption_for(study, axis) + "\n{% endraw %}\n"
+    path = Path(path)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return str(path.resolve())
+
+
+def _lookup(registry: dict, kind: str, name: str):
+    if name not in registry:
+        load_built_ins()
+    if name not in registry:
+        raise RegistryError(f"unknown {kind} '{name}'; registered: {sorted(registry)}")
+    return registry[name]
 
 
 # --------------------------------------------------------------------------- plugins
