@@ -188,7 +188,10 @@ def _table(rows: list[tuple]) -> list[str]:
 
 def config_block(schema: dict | None = None) -> str:
     """The config page's generated block: top-level keys, a study's keys, task variants."""
-    schema = schema or yaml.safe_load(SCHEMA.read_text())
+    if schema is None:
+        from featscope.config import complete_schema  # the registries fill in the enums
+
+        schema = complete_schema(yaml.safe_load(SCHEMA.read_text()))
     top = dict(schema)
     top["properties"] = {k: v for k, v in schema["properties"].items() if k != "studies"}
     out = ["### Top-level keys", ""] + _table(_rows(top, "", schema, False)) + [""]
