@@ -2,7 +2,8 @@
 and D_LR's definition variants side by side on the same runs.
 
     PYTHONPATH=src python benchmarks/dlr_audit.py train --out docs/data/dlr_runs.csv
-    PYTHONPATH=src python benchmarks/dlr_audit.py table docs/data/dlr_runs.csv
+    PYTHONPATH=src python benchmarks/dlr_audit.py table docs/data/dlr_runs.csv --write docs/data/dlr
+    PYTHONPATH=src python benchmarks/dlr_audit.py collapse
 
 ``train`` trains each (weight decay, seed) run with a plain full-batch AdamW loop (the split
 is drawn per seed, as Tian's reference code does) and, every ``--every`` steps, writes one
@@ -127,7 +128,7 @@ def stages(run) -> dict[str, int]:
     }
 
 
-def table(path: str) -> None:
+def table(path: str, write: str | None = None) -> None:
     import pandas as pd
 
     df = pd.read_csv(path)
@@ -160,6 +161,61 @@ def table(path: str) -> None:
     wide = long.groupby(["variant", "layer", "samples", "wd", "stage"]).d_lr.apply(fmt).unstack(["wd", "stage"])
     print()
     print(wide.to_markdown())
+    acc = df.drop_duplicates(["wd", "seed", "step"])[
+        ["p", "frac", "wd", "seed", "step", "train_loss", "train_acc", "test_acc"]
+    ]
+    grid = acc[acc.step % 250 == 0].groupby(["wd", "step"])[["train_acc", "test_acc"]].agg(fmt).unstack("wd")
+    print()
+    print("accuracy over steps, median [IQR] over seeds")
+    print(grid.to_markdown())
+    if write:
+        out = Path(write)
+        out.mkdir(parents=True, exist_ok=True)
+        acc.to_csv(out / "accuracy.csv", index=False, float_format="%.6g")
+        long.to_csv(out / "stages.csv", index=False, float_format="%.6g")
+        # The variants' trajectories every 250 steps (the full table is every 50 steps).
+        df[df.step % 250 == 0].drop(columns=["p", "frac"]).to_csv(
+            out / "trajectories.csv", index=False, float_format="%.6g"
+        )
+
+
+def collapse(classes: int = 10, per_class: int = 20, width: int = 64) -> None:
+    """The variants on constructed features: neural collapse (features on their class means,
+    the centred means a simplex ETF) with the ETF at the origin or off it, then within-class
+    spread, means of unequal spread, and NC3 (the readout equal to the class means). The
+    readout is random with a bias unless NC3; rows are printed as a markdown table."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(classes), per_class)
+    onehot = np.eye(classes)[labels]
+    rot, _ = np.linalg.qr(rng.standard_normal((width, width)))
+    etf = np.hstack([np.eye(classes) - 1 / classes, np.zeros((classes, width - classes))]) @ rot
+    unequal = etf * np.linspace(0.5, 2.0, classes)[:, None]
+    unequal -= unequal.mean(0)
+    within = rng.standard_normal((len(labels), width))
+    within -= onehot @ (onehot.T @ within) / per_class
+    within *= np.linalg.norm(etf[labels]) / np.linalg.norm(within)  # spread 1 = as large as the means'
+    offset = 3 * rng.standard_normal(width) / np.sqrt(width)
+    readout, bias = rng.standard_normal((width, classes)), rng.standard_normal(classes)
+    cases = {
+        "NC1+NC2, ETF at the origin": etf[labels],
+        "NC1+NC2, ETF off the origin": etf[labels] + offset,
+        "NC1+NC2, off the origin, within-class spread 0.1": etf[labels] + offset + 0.1 * within,
+        "NC1+NC2, off the origin, within-class spread 1": etf[labels] + offset + within,
+        "NC1 only (means of unequal spread)": unequal[labels] + offset,
+    }
+    print("| features | readout | " + " | ".join(VARIANTS) + " |")
+    print("|---|---|" + "---|" * len(VARIANTS))
+    for name, phi in cases.items():
+        values = variants(phi, phi @ readout + bias)
+        print(f"| {name} | random, bias | " + " | ".join(f"{values[v]:.4f}" for v in VARIANTS) + " |")
+    phi = etf[labels] + offset
+    means = onehot.T @ phi / per_class
+    values = variants(phi, phi @ (means - means.mean(0)).T)
+    print(
+        "| NC1+NC2, off the origin | NC3: the centred class means | "
+        + " | ".join(f"{values[v]:.4f}" for v in VARIANTS)
+        + " |"
+    )
 
 
 def main(argv=None) -> None:
@@ -178,11 +234,16 @@ def main(argv=None) -> None:
     t.add_argument("--d-mlp", type=int, default=512)
     t.add_argument("--heads", type=int, default=4)
     t.add_argument("--layers", type=int, default=1)
+    sub.add_parser("collapse")
     s = sub.add_parser("table")
     s.add_argument("csv")
+    s.add_argument("--write", help="a folder for the small CSVs: accuracy, stages and trajectories")
     args = parser.parse_args(argv)
+    if args.command == "collapse":
+        collapse()
+        return
     if args.command == "table":
-        table(args.csv)
+        table(args.csv, args.write)
         return
     import torch
 

@@ -127,6 +127,15 @@ def test_the_variants_that_miss_the_special_case():
     labels = np.repeat(np.arange(5), 8)
     means = one_hot(labels).T @ phi / 8
     assert d_lr(phi, phi @ means.T, kernel="output") == pytest.approx(0.0, abs=1e-12)
+    # Full collapse off the origin with the self-dual readout (the centred means, no bias): the
+    # outputs' span holds neither 1 nor only centred functions. The projection onto the
+    # centred outputs gives 0; centring the projection onto the raw outputs (main's d_lr
+    # before spectral v2) does not.
+    phi, _, _ = collapsed(mean=3.0)
+    means = one_hot(labels).T @ phi / 8
+    out = phi @ (means - means.mean(0)).T
+    assert d_lr(phi, out) == pytest.approx(0.0, abs=1e-12)
+    assert 1 - cka(phi @ phi.T, projection(out)) > 0.01
 
 
 @pytest.mark.parametrize("etf", [True, False])
