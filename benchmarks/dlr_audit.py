@@ -128,10 +128,14 @@ def stages(run) -> dict[str, int]:
     }
 
 
-def table(path: str, write: str | None = None) -> None:
+def table(paths: list[str], write: str | None = None) -> None:
     import pandas as pd
 
-    df = pd.read_csv(path)
+    key = ["wd", "seed", "step", "layer", "samples", "variant"]
+    df = pd.concat([pd.read_csv(p) for p in paths if Path(p).stat().st_size]).drop_duplicates(key)
+    # A run stopped mid-checkpoint leaves a partial one: keep whole checkpoints only.
+    size = df.groupby(["wd", "seed", "step"]).d_lr.transform("size")
+    df = df[size == size.max()]
     rows = []
     for (wd, seed), run in df.groupby(["wd", "seed"]):
         st = stages(run)
@@ -236,7 +240,7 @@ def main(argv=None) -> None:
     t.add_argument("--layers", type=int, default=1)
     sub.add_parser("collapse")
     s = sub.add_parser("table")
-    s.add_argument("csv")
+    s.add_argument("csv", nargs="+", help="the train command's CSVs (runs split over processes)")
     s.add_argument("--write", help="a folder for the small CSVs: accuracy, stages and trajectories")
     args = parser.parse_args(argv)
     if args.command == "collapse":
