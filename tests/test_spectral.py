@@ -2,7 +2,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.optimize import nnls
 
 from featscope import eigen_drift, spectral
 from featscope.observables.spectral import d_lr, one_hot
@@ -106,22 +105,21 @@ def test_drift_is_zero_for_frozen_and_one_for_orthogonal():
 
 
 def brute_d_lr(phi, out):
+    """1 − CKA(ΦΦᵀ, P), P the projection onto the centred outputs' span, with n × n matrices
+    (tests/test_dlr.py has the variants and the neural-collapse special case)."""
     n = len(phi)
-    k = phi @ phi.T
-    q, _ = np.linalg.qr(out)
-    basis = [np.ones((n, n)) / n, q @ q.T]
-    a, _ = nnls(np.stack([b.ravel() for b in basis], 1), k.ravel())
-    kmp = a[0] * basis[0] + a[1] * basis[1]
     h = np.eye(n) - 1 / n
-    hk, hm = h @ k @ h, h @ kmp @ h
-    return 1 - (hk * hm).sum() / (np.linalg.norm(hk) * np.linalg.norm(hm))
+    q, s, _ = np.linalg.svd(h @ out, full_matrices=False)
+    q = q[:, s > 1e-10 * s[0]]
+    hk, p = h @ phi @ phi.T @ h, q @ q.T
+    return 1 - (hk * p).sum() / (np.linalg.norm(hk) * np.linalg.norm(p))
 
 
 def test_d_lr_matches_explicit_n_by_n_twin(problem):
     phi, _, output = problem
     assert d_lr(phi, output) == pytest.approx(brute_d_lr(phi, output), abs=1e-10)
-    # Features that span the outputs isotropically (K = c·P_f̂) are fully collapsed: d_lr = 0.
-    q, _ = np.linalg.qr(output)
+    # Features that span the centred outputs isotropically (HKH = c·P) are fully collapsed: d_lr = 0.
+    q, _ = np.linalg.qr(output - output.mean(0))
     rot, _ = np.linalg.qr(np.random.default_rng(4).standard_normal((9, 9)))
     collapsed = 2.5 * np.hstack([q, np.zeros((len(q), 5))]) @ rot
     assert d_lr(collapsed, output) == pytest.approx(0.0, abs=1e-10)
@@ -290,18 +288,3 @@ def test_spectral_family_skips_a_diverged_checkpoint():
     pd.testing.assert_frame_equal(got[same].reset_index(drop=True), expected[same.to_numpy()].reset_index(drop=True))
     prev = got[(got.step == next_step) & (got.observable == "drift_prev")].value.item()
     assert prev > 0
-
-
-def test_batched_two_variable_nnls_matches_the_one_fit_twin():
-    """d_lr's 2 × 2 non-negative fits, vectorised over checkpoints, against `_nnls2` fit by
-    fit: random fits, singular Grams (jp² = rank), a zero rank and negative right-hand sides."""
-    from featscope.observables.spectral import _batched_nnls2_second, _nnls2
-
-    rng = np.random.default_rng(7)
-    jp = np.concatenate([rng.uniform(0, 2, 200), [1.0, 0.0, 0.5, 2.0]])
-    rank = np.concatenate([rng.integers(0, 4, 200).astype(float), [1.0, 0.0, 1.0, 4.0]])
-    kj, kp = rng.normal(size=204), rng.normal(size=204)
-    kj[-4:], kp[-4:] = [1.0, -1.0, 2.0, 3.0], [1.0, 2.0, -1.0, 6.0]
-    got = _batched_nnls2_second(jp, rank, kj, kp)
-    want = [_nnls2(np.array([[1.0, j], [j, r]]), np.array([a, b]))[1] for j, r, a, b in zip(jp, rank, kj, kp)]
-    assert np.allclose(got, want, rtol=1e-12, atol=1e-14)

@@ -13,12 +13,18 @@ Eigenvalues below ``rtol`` × ρ_1 are dropped (their eigenfunctions are noise).
 * cum_quality Π*(k) = Σ_{j≤k} Q*_j, cum_utility Π̂(k) likewise: non-decreasing, ≤ 1
 * effective_dim = exp(entropy of ρ/Σρ); effective_dim_quality and
   effective_dim_utility the same for Q*/ΣQ* and Q̂/ΣQ̂
-* d_lr = 1 − CKA(K, K_MP): K = ΦΦᵀ and K_MP = a₁·11ᵀ/n + a₂·P_f̂, with P_f̂ the
-  projection onto the span of the output columns and a₁, a₂ ≥ 0 the least-
-  squares fit of K. CKA is the usual centred alignment ⟨HAH, HBH⟩ / (‖HAH‖‖HBH‖).
-  Centring removes the a₁ term, so d_lr is 0 exactly when the centred kernel is
-  a multiple of the centred output projection (the network's features have
-  collapsed onto what its output uses) and grows towards 1 as they spread out.
+* d_lr = 1 − CKA(ΦΦᵀ, P): the centred alignment ⟨HKH, P⟩ / (‖HKH‖‖P‖) of the
+  kernel of the features (before the last layer) with the kernel after it, P the
+  projection onto the span of the centred outputs Hf̂ (H the centring matrix). It is
+  0 exactly when the centred features' kernel is a multiple of P — neural collapse
+  (features equal to their class means, the means a simplex ETF) is the special
+  case where the outputs span the class indicators — and grows towards 1 as the
+  features spread beyond what the output uses. P is unchanged by any invertible
+  affine map of the outputs (a readout bias included). The paper's text (v2/v3)
+  describes D_LR as comparing the kernels before and after the last layer and
+  recovering neural collapse; its code is not public, so the audit in
+  docs/results-dlr.md (benchmarks/dlr_audit.py) sets this choice beside the
+  uncentred and output-kernel variants that `d_lr`'s options give.
 
 Eigen index ``k`` starts at 1, so ``cum_quality`` at k = C is Π*(C).
 
@@ -87,27 +93,56 @@ def _orthonormal_basis(a: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
     return u[:, s > rtol * s[0]] if len(s) and s[0] > 0 else u[:, :0]
 
 
-def d_lr(features, output) -> float:
-    """1 − CKA(ΦΦᵀ, a₁·11ᵀ/n + a₂·P_f̂), computed in feature space (no n × n matrices)."""
+D_LR_KERNELS = ("projection", "output")
+
+
+def d_lr(features, output, *, centred: bool = True, kernel: str = "projection") -> float:
+    """1 − alignment of the feature kernel K = ΦΦᵀ with the kernel after the last layer,
+    computed in feature space (no n × n matrices).
+
+    ``kernel``: ``"projection"`` (P onto the span of the outputs f̂: the kernel of the
+    whitened outputs, unchanged by any invertible map of the outputs) or ``"output"``
+    (f̂f̂ᵀ). ``centred``: CKA, the alignment of HKH with HBH (H the centring matrix);
+    the projection is then onto the span of the centred outputs Hf̂, which is what
+    survives centring. Uncentred: the alignment ⟨K, K̂⟩ / (‖K‖‖K̂‖) with the non-negative
+    least-squares fit K̂ = a₁·11ᵀ/n + a₂·B of K (B the projection onto the outputs' span,
+    or f̂f̂ᵀ). Centring removes the a₁ term and CKA ignores a₂'s scale, so the fit only
+    matters uncentred. Returns a value in [0, 1]: 0 when the features' kernel is the
+    after-last-layer kernel (up to scale, and the constant when uncentred)."""
+    if kernel not in D_LR_KERNELS:
+        raise ValueError(f"d_lr: kernel must be one of {D_LR_KERNELS}, not {kernel!r}")
     phi, out = _as_matrix(features), _as_matrix(output)
-    n = len(phi)
-    q = _orthonormal_basis(out)
-    ones = np.ones((n, 1)) / np.sqrt(n)
-    # Least-squares fit of K by a1*J + a2*P (J = 11ᵀ/n), a1, a2 >= 0, via 2×2 Gram inner products.
-    k_j, k_p = float(((phi.T @ ones) ** 2).sum()), float(((phi.T @ q) ** 2).sum())
-    j_p = float(((q.T @ ones) ** 2).sum())
-    gram = np.array([[1.0, j_p], [j_p, float(q.shape[1])]])
-    a1, a2 = _nnls2(gram, np.array([k_j, k_p]))
-    if a2 <= 0:
-        return 1.0  # the fitted kernel is constant: nothing survives centring
-    phi_c = phi - phi.mean(axis=0)
-    q_c = q - q.mean(axis=0)
-    cross = ((phi_c.T @ q_c) ** 2).sum()
-    norm_k = np.linalg.norm(phi_c.T @ phi_c)
-    norm_p = np.linalg.norm(q_c.T @ q_c)
-    if norm_k == 0 or norm_p == 0:
+    if len(phi) != len(out):
+        raise ValueError(f"d_lr: {len(phi)} feature rows but {len(out)} output rows")
+    if centred:
+        phi, out = phi - phi.mean(axis=0), out - out.mean(axis=0)
+    r = _orthonormal_basis(out) if kernel == "projection" else out  # B = r·rᵀ
+    if centred:
+        return _one_minus_cka(phi, r)
+    return _one_minus_fitted_alignment(phi, r)
+
+
+def _one_minus_cka(phi: np.ndarray, r: np.ndarray) -> float:
+    """1 − ⟨K, B⟩ / (‖K‖‖B‖) for K = ΦΦᵀ and B = r·rᵀ with Φ and r already centred."""
+    norm_k, norm_b = np.linalg.norm(phi.T @ phi), np.linalg.norm(r.T @ r)
+    if norm_k == 0 or norm_b == 0:
         return 1.0
-    return float(1.0 - cross / (norm_k * norm_p))
+    return float(min(1.0, max(0.0, 1.0 - ((phi.T @ r) ** 2).sum() / (norm_k * norm_b))))
+
+
+def _one_minus_fitted_alignment(phi: np.ndarray, r: np.ndarray) -> float:
+    """1 − ⟨K, K̂⟩ / (‖K‖‖K̂‖), K̂ = a₁·J + a₂·B the non-negative least-squares fit of
+    K = ΦΦᵀ by J = 11ᵀ/n and B = r·rᵀ, from their 2 × 2 Frobenius inner products."""
+    n = len(phi)
+    ones = np.ones((n, 1)) / np.sqrt(n)
+    k_j, k_b = float(((phi.T @ ones) ** 2).sum()), float(((phi.T @ r) ** 2).sum())
+    j_b, b_b = float(((r.T @ ones) ** 2).sum()), float(((r.T @ r) ** 2).sum())
+    gram = np.array([[1.0, j_b], [j_b, b_b]])
+    a = np.array(_nnls2(gram, np.array([k_j, k_b])))
+    norm_k, norm_fit = np.linalg.norm(phi.T @ phi), math.sqrt(max(float(a @ gram @ a), 0.0))
+    if norm_k == 0 or norm_fit == 0:
+        return 1.0
+    return float(min(1.0, max(0.0, 1.0 - (a[0] * k_j + a[1] * k_b) / (norm_k * norm_fit))))
 
 
 def _nnls2(gram: np.ndarray, rhs: np.ndarray) -> tuple[float, float]:
@@ -448,7 +483,7 @@ def batched_measures(features: torch.Tensor, eigen: Eigensystems, target, output
     rho, keep = eigen.rho, eigen.keep
     t, n, _ = phi.shape
     f_star, f_hat = _measured_functions(target, outputs, t, n)
-    q, q_rank = _output_bases(f_hat)
+    q, q_rank = _output_bases(f_hat - f_hat.mean(dim=1, keepdim=True))  # d_lr's: the centred outputs'
     ones = torch.ones(t, n, 1, dtype=torch.float64)
     # d_lr needs Φ only through Φᵀ[q, 1]; the shares through Φᵀ[f*, f̂] unless the
     # eigenfunctions are at hand as kernel eigenvectors: one pass over the features.
@@ -486,7 +521,7 @@ def batched_measures(features: torch.Tensor, eigen: Eigensystems, target, output
         "effective_dim": _batched_entropy_dim(ev),
         "effective_dim_quality": _batched_entropy_dim(quality),
         "effective_dim_utility": _batched_entropy_dim(utility),
-        "d_lr": _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n),
+        "d_lr": _batched_d_lr(norm_k, q_rank, p_q),
     }
     return BatchedMeasures(kept, per_k, scalars)
 
@@ -522,41 +557,15 @@ def _batched_shares(inner, funcs) -> torch.Tensor:
     return torch.where(norm.unsqueeze(-1) > 0, shares, torch.zeros_like(shares))
 
 
-def _batched_d_lr(norm_k, colsum, q, q_rank, p_q, n) -> np.ndarray:
-    """`d_lr` for each checkpoint from ‖ΦcᵀΦc‖_F, Φᵀ1, the output bases q and Φᵀq.
-    Centring: Φcᵀq_c = Φᵀq − Φᵀ1·q̄ᵀ."""
-    k_j = (colsum**2).sum(-1) / n
-    k_p = (p_q**2).sum(dim=(1, 2))
-    q_sum = q.sum(dim=1)  # (T, C)
-    j_p = (q_sum**2).sum(-1) / n
-    cross = ((p_q - colsum.unsqueeze(-1) * (q_sum / n).unsqueeze(1)) ** 2).sum(dim=(1, 2))
-    q_c = q - q.mean(dim=1, keepdim=True)
-    norm_p = torch.linalg.matrix_norm(q_c.mT @ q_c)
-    kj, kp, jp, rank, nk, nq, c = (a.double().numpy() for a in (k_j, k_p, j_p, q_rank, norm_k, norm_p, cross))
-    a2 = _batched_nnls2_second(jp, rank, kj, kp)
+def _batched_d_lr(norm_k, q_rank, p_q) -> np.ndarray:
+    """`d_lr` (centred, projection) for each checkpoint from ‖ΦcᵀΦc‖_F, the ranks of the
+    centred outputs' orthonormal bases q and Φᵀq: q is centred, so Φcᵀq = Φᵀq and
+    ‖qᵀq‖_F = √rank."""
+    cross = (p_q**2).sum(dim=(1, 2)).double().numpy()
+    nk, rank = norm_k.double().numpy(), q_rank.double().numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((a2 <= 0) | (nk == 0) | (nq == 0), 1.0, 1.0 - c / (nk * nq))
-
-
-def _batched_nnls2_second(jp, rank, kj, kp) -> np.ndarray:
-    """`_nnls2`'s second coefficient for each of T fits [[1, jp], [jp, rank]] x = [kj, kp],
-    x ≥ 0: the same candidates (the unconstrained solution where it is non-negative, then
-    each coefficient alone) and the same choice (the first of the smallest objective)."""
-    det = rank - jp**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x1, x2 = (rank * kj - jp * kp) / det, (kp - jp * kj) / det
-        alone2 = np.where(rank > 0, np.maximum(kp / np.where(rank > 0, rank, 1.0), 0.0), 0.0)
-    alone1 = np.maximum(kj, 0.0)
-    solved = (det != 0) & (x1 >= 0) & (x2 >= 0)
-    x1, x2 = np.where(solved, x1, 0.0), np.where(solved, x2, 0.0)  # no inf or NaN where unsolved
-    objective = np.stack(
-        [
-            np.where(solved, x1**2 + 2 * jp * x1 * x2 + rank * x2**2 - 2 * (kj * x1 + kp * x2), np.inf),
-            alone1**2 - 2 * kj * alone1,
-            rank * alone2**2 - 2 * kp * alone2,
-        ]
-    )
-    return np.choose(np.argmin(objective, axis=0), [x2, np.zeros_like(x2), alone2])
+        value = np.clip(1.0 - cross / (nk * np.sqrt(rank)), 0.0, 1.0)
+    return np.where((nk == 0) | (rank == 0), 1.0, value)
 
 
 def batched_top_subspaces(features: torch.Tensor, eigen: Eigensystems, m: int) -> list[np.ndarray]:
