@@ -89,9 +89,7 @@ def test_stacked_engine_gives_the_references_weight_gradients():
     for p in params.values():
         p.requires_grad_(True)
     forward = TrainingPass({"name": "onehot", "width": width, "activation": "square"}, params, x, shared=True)
-    losses, grad_out = per_run_loss_and_gradient("classification", "zero_mean_mse")(
-        forward.output, labels.expand(2, n)
-    )
+    losses, grad_out = per_run_loss_and_gradient("classification", "zero_mean_mse")(forward.output, labels.expand(2, n))
     forward.backward(grad_out)
     for run in range(2):
         w = params["hidden.0.weight"][run].detach().double().requires_grad_(True)
