@@ -100,3 +100,65 @@ def test_stacked_engine_gives_the_references_weight_gradients():
         assert losses[run].item() == pytest.approx(loss.item(), rel=1e-5)
         torch.testing.assert_close(params["hidden.0.weight"].grad[run].double(), w.grad, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(params["readout.weight"].grad[run].double(), v.grad, rtol=1e-4, atol=1e-6)
+
+
+class _ReferenceNet(nn.Module):
+    """The reference's ModularAdditionNN for two operands, σ = x² (no batch norm, no extra layers)."""
+
+    def __init__(self, M, hidden_size):
+        super().__init__()
+        self.embedding = nn.Embedding(M, M).requires_grad_(False)
+        with torch.no_grad():
+            self.embedding.weight[:] = torch.eye(M, M)
+        self.W = nn.Linear(2 * M, hidden_size, bias=False)
+        self.V = nn.Linear(hidden_size, M, bias=False)
+
+    def forward(self, x):
+        embed_concat = torch.concat([self.embedding(x[:, i]) for i in range(2)], dim=1)
+        return [self.V(self.W(embed_concat).pow(2))]
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_training_follows_the_reference_loop_from_the_same_weights(packed):
+    """featscope's one-hot net, loss, Adam with L2-coupled weight decay and per-seed split,
+    trained 40 full-batch steps, against the reference's main loop from the same initial
+    weights (the reference draws them in another order, so they are copied across)."""
+    from featscope.models import build_model
+    from featscope.packed import train_packed
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    torch.set_num_threads(1)
+    m, width, seed = 11, 24, 3
+    task = {"name": "modadd", "M": m, "train_fraction": 0.5, "split": "per_seed", "seed": seed}
+    cfg = {
+        "task": task,
+        "model": {"name": "onehot", "width": width, "activation": "square", "bias": False},
+        "optim": {"name": "adam", "lr": 0.01, "weight_decay": 1e-3},
+        "train": {"steps": 40, "loss": "zero_mean_mse", "eval_every": 1},
+        "schedule": {"every": 40},
+        "seed": seed,
+    }
+    data = make_dataset(task)
+    got = train_packed([("a", cfg), ("b", cfg)], data)[0] if packed else train_one("a", cfg, data, progress=False)
+
+    torch.manual_seed(seed)
+    ours = build_model(cfg["model"], 2 * m, m)
+    ref = _ReferenceNet(m, width)
+    with torch.no_grad():
+        ref.W.weight.copy_(ours.hidden[0].weight)
+        ref.V.weight.copy_(ours.readout.weight)
+    opt = torch.optim.Adam(ref.parameters(), lr=0.01, weight_decay=1e-3)
+    x, y = torch.as_tensor(data["x_train"]), torch.as_tensor(data["y_train"])[:, None]
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = compute_loss(ref(x), y, "mse")
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    train_rows = got.metrics[got.metrics.split == "train"].sort_values("step")
+    assert train_rows.loss.iloc[:40].to_numpy() == pytest.approx(losses, rel=1e-4, abs=1e-6)
+    last = {k: v[-1] for k, v in got.checkpoints["params"].items()}
+    torch.testing.assert_close(last["hidden.0.weight"], ref.W.weight.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(last["readout.weight"], ref.V.weight.detach(), rtol=1e-4, atol=1e-5)
