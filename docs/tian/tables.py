@@ -60,17 +60,28 @@ def fig3_tables(study: Path) -> dict:
         frame = pd.read_parquet(study / "observables" / f"family={family}")
         obs.append(frame[["run", "step", "observable", "layer", "value"]])
     obs = pd.concat(obs)
+    obs["layer"] = obs.layer.astype(object).where(obs.layer.notna(), "all")
     wanted = {
         ("weight_norm", "h1"): "‖W‖ h1",
         ("grad_cosine_neurons", "h1"): "gradient cosine h1",
+        ("update_cosine", "all"): "update cosine",
         ("hidden_grad_norm", "h1"): "‖G_F‖ h1",
+        ("fourier_frequencies", "h1"): "frequencies h1",
     }
     obs = obs[[(o, layer) in wanted for o, layer in zip(obs.observable, obs.layer)]]
     obs = obs.assign(signal=[wanted[(o, layer)] for o, layer in zip(obs.observable, obs.layer)])
     wide = obs.pivot_table(index=["run", "step"], columns="signal", values="value").reset_index()
     table = stages.merge(wide, on=["run", "step"], how="left")
     table["weight_decay"] = table.run.map(wd)
-    signals = ["h1_delta_rate", "‖W‖ h1", "gradient cosine h1", "‖G_F‖ h1", "grad_norm"]
+    signals = [
+        "h1_delta_rate",
+        "‖W‖ h1",
+        "gradient cosine h1",
+        "update cosine",
+        "‖G_F‖ h1",
+        "grad_norm",
+        "frequencies h1",
+    ]
     per_run = table.groupby(["weight_decay", "stage", "run"], sort=False)[signals].mean().reset_index()
     first = table.groupby(["weight_decay", "stage", "run"], sort=False).step.min().rename("first step").reset_index()
     per_run = per_run.merge(first, on=["weight_decay", "stage", "run"])
