@@ -123,3 +123,54 @@ def test_grokking_config_draws_its_splits_per_seed():
     config = yaml.safe_load((Path(__file__).parent.parent / "config" / "grokking.yaml").read_text())
     onehot = [s for s in config["studies"].values() if s["model"]["name"] == "onehot"]
     assert onehot and all(s["task"].get("split") == "per_seed" for s in onehot)
+
+
+@pytest.mark.workflow
+def test_workflow_trains_a_per_seed_study_as_one_pack_of_its_own_datasets(tmp_path, repo):
+    """The real snakemake: three seeds, three datasets, one training pack, and each run's
+    numbers those of its own split (recomputed here from the data files)."""
+    from test_workflow import snakemake, write_config
+
+    from featscope.io import read_parquet
+    from featscope.tasks import load_dataset
+
+    study = {
+        "task": {"name": "modadd", "M": 7, "train_fraction": 0.6, "split": "per_seed"},
+        "model": {"name": "onehot", "width": 8, "activation": "square", "bias": False},
+        "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0002},
+        "train": {"steps": 20, "loss": "zero_mean_mse", "eval_every": 5},
+        "schedule": {"every": 10},
+        "observables": {"weights": {}, "gradients": {}},
+        "analyses": ["grokking"],
+        "seeds": [0, 1, 2],
+    }
+    write_config(tmp_path, {"studies": {"ps": study}})
+    done = snakemake(tmp_path, repo, "--cores", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("train_pack_") >= 1 and "rule train:" not in done.stderr
+    runs = read_parquet(tmp_path / "results" / "ps" / "runs.parquet").sort_values("seed")
+    assert runs["task.seed"].tolist() == [0, 1, 2] and runs.packed.tolist() == [3, 3, 3]
+    datasets = []
+    for seed in (0, 1, 2):
+        task = {**study["task"], "seed": seed}
+        [path] = [p for p in (tmp_path / "results" / "data").glob("modadd-*.npz") if _same(load_dataset(p), task)]
+        datasets.append(load_dataset(path))
+    cfgs = [
+        (
+            f"seed-{s}",
+            {
+                **{k: study[k] for k in ("model", "optim", "train", "schedule")},
+                "task": {**study["task"], "seed": s},
+                "seed": s,
+            },
+        )
+        for s in (0, 1, 2)
+    ]
+    for (run_id, _), want in zip(cfgs, train_packed(cfgs, datasets)):
+        got = read_parquet(tmp_path / "results" / "ps" / "metrics" / f"{run_id}.parquet")
+        assert got.loss.tolist() == want.metrics.loss.tolist()
+
+
+def _same(data: dict, task: dict) -> bool:
+    want = make_dataset(task)
+    return all(np.array_equal(data[k], want[k]) for k in want)
