@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/run.py --wide     # + observing a wide grokking net; both: 9 min 43 s (Intel Xeon,
                                                   # AVX-512, `time`, version 833a066)
     .venv/bin/python benchmarks/run.py --fig3     # only: one grokking-fig3 run at full length, observed two ways
+    .venv/bin/python benchmarks/run.py --tian     # only: Tian at paper scale (benchmarks/tian_scale.py)
 
 Prints a table; nothing here is a pass/fail assertion. Training and observe times are the
 fastest of three fresh processes each (plain loop and featscope alike): this machine's
@@ -591,6 +592,7 @@ def fig3_run(steps: int | None = None) -> dict:
     cfg = {k: study[k] for k in ("task", "model", "optim", "train", "schedule")}
     if steps is not None:
         cfg["train"] = dict(cfg["train"], steps=steps)
+    cfg["task"] = dict(cfg["task"], seed=0)  # split: per_seed draws with the run's seed
     return dict(cfg, seed=0)
 
 
@@ -701,9 +703,15 @@ def main() -> None:
         help="instead: train and observe one grokking-fig3 run at its full length (about 9 min)",
     )
     parser.add_argument("--study", default="results/nonlinearity", help="study folder to read back")
+    parser.add_argument("--tian", action="store_true", help="instead: benchmarks/tian_scale.py's two ratios")
     args = parser.parse_args()
     if args.fig3:
         return print_rows(fig3_rows())
+    if args.tian:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import tian_scale
+
+        return tian_scale.main([])
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = str(Path(tmp) / "bench.pt")
         rows, base = training_rows(ckpt)

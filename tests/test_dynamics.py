@@ -105,7 +105,7 @@ def test_zero_mean_mse_matches_definition():
     labels = torch.tensor([0, 1, 2, 3, 4, 0])
     y = torch.nn.functional.one_hot(labels, 5).double()
     proj = torch.eye(5, dtype=torch.float64) - 1 / 5  # P⊥1
-    expected = 0.5 * ((y - out.double()) @ proj).pow(2).sum(1).mean()
+    expected = ((y - out.double()) @ proj).pow(2).sum(1).mean()
     assert zero_mean_mse(out, labels).item() == pytest.approx(expected.item(), rel=1e-6)
     assert zero_mean_mse(out + 3.0, labels).item() == pytest.approx(zero_mean_mse(out, labels).item(), rel=1e-5)
 

@@ -140,8 +140,19 @@ def expand_runs(name: str, study: dict) -> list[Run]:
         prefix = "__".join(f"{labels[a]}-{_format_value(v)}" for a, v in point.items())
         for seed in study["seeds"]:
             run_id = f"{prefix}__seed-{seed}" if prefix else f"seed-{seed}"
-            runs.append(Run(name, run_id, int(seed), cfg, dict(point)))
+            runs.append(Run(name, run_id, int(seed), _with_split_seed(cfg, int(seed)), dict(point)))
     return runs
+
+
+def _with_split_seed(cfg: dict, seed: int) -> dict:
+    """A task with ``split: per_seed`` draws its data with the run's seed (a dataset per run,
+    as Tian's reference code splits with ``random_state=seed``); otherwise the grid point's
+    config, shared by its seeds."""
+    if cfg["task"].get("split") != "per_seed":
+        return cfg
+    own = copy.deepcopy(cfg)
+    own["task"]["seed"] = seed
+    return own
 
 
 # --------------------------------------------------------------------- checks

@@ -133,24 +133,31 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
     cfg = configs[0]
     device = resolve_device(device) if isinstance(device, str) else device
     kind = task_kind(cfg["task"]["name"])
-    tensors = _tensors(data, device, kind)
+    own_data = isinstance(data, (list, tuple))  # one dataset per run (a per-seed split)
+    tensors = _stacked_data(data, len(runs), device, kind) if own_data else _tensors(data, device, kind)
     x, y = tensors["x_train"], tensors["y_train"]
-    out_dim = y.shape[1] if kind == "regression" else task_outputs(cfg["task"])
-    pack = _Pack(configs, x, out_dim, device)
+    x_run = x[0] if own_data else x  # one run's inputs: sizes and shapes
+    n_samples = len(x_run)
+    out_dim = y.shape[-1] if kind == "regression" else task_outputs(cfg["task"])
+    pack = _Pack(configs, x_run, out_dim, device)
     opt = BatchedOptimizer(pack.trainable(), [c["optim"] for c in configs])
     criterion = per_run_loss(kind, cfg["train"]["loss"])
     loss_and_gradient = per_run_loss_and_gradient(kind, cfg["train"]["loss"])
     total = cfg["train"]["steps"]
     eval_every = cfg["train"].get("eval_every", 1)
     is_checkpoint = schedules.from_config(cfg["schedule"], total)
-    batch = cfg["optim"].get("batch_size") or len(x)
+    batch = cfg["optim"].get("batch_size") or n_samples
     ckpt_dtype = getattr(torch, cfg.get("checkpoint_dtype", "float32"))
     n = len(runs)
+    rows = torch.arange(n, device=device).unsqueeze(1)  # indexes each run's own dataset
 
     def measure(split, xs=None, ys=None):
         """Per-run loss and accuracy on a split (or on per-run batches xs, ys)."""
         with torch.no_grad():
-            if xs is None:
+            if xs is None and own_data:
+                xs, ys = tensors[f"x_{split}"], tensors[f"y_{split}"]
+                out = pack.own(xs)
+            elif xs is None:
                 xs, ys = tensors[f"x_{split}"], tensors[f"y_{split}"]
                 out = pack.shared(xs)
                 ys = ys.expand(n, *ys.shape)
@@ -160,7 +167,7 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
 
     st = {
         "step": 0,
-        "orders": [torch.arange(len(x)) for _ in runs],
+        "orders": [torch.arange(n_samples) for _ in runs],
         "shuffles": [torch.Generator().manual_seed(c["seed"]) for c in configs],
         "saved_steps": [[] for _ in runs],
         "rows": [[] for _ in runs],
@@ -181,25 +188,28 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
             st.update(step=step, elapsed=time.perf_counter() - start)
             _save_state(resume_path, key, st, pack, opt)
             last_save = time.perf_counter()
-        pos = (step * batch) % len(x)
-        if batch < len(x) and pos < batch:
-            st["orders"] = [torch.randperm(len(x), generator=g) for g in st["shuffles"]]
-        if batch >= len(x):
-            forward = pack.training_pass(x, shared=True)
-            yb = y.expand(n, *y.shape)
+        pos = (step * batch) % n_samples
+        if batch < n_samples and pos < batch:
+            st["orders"] = [torch.randperm(n_samples, generator=g) for g in st["shuffles"]]
+        if batch >= n_samples:
+            forward = pack.training_pass(x, shared=not own_data)
+            yb = y if own_data else y.expand(n, *y.shape)
         else:
             idx = torch.stack([o[pos : pos + batch] for o in st["orders"]]).to(device)
-            forward, yb = pack.training_pass(x[idx], shared=False), y[idx]
+            if own_data:
+                forward, yb = pack.training_pass(x[rows, idx], shared=False), y[rows, idx]
+            else:
+                forward, yb = pack.training_pass(x[idx], shared=False), y[idx]
         out = forward.output
         loss, grad_out = loss_and_gradient(out, yb)
         values = loss.cpu().tolist()
         accs = _accuracies(out, yb, kind).tolist()
         lrs = opt.lrs()
-        epoch = step * batch / len(x)
+        epoch = step * batch / n_samples
         evaluate = step % eval_every == 0 or step == total or is_checkpoint(step)
-        split = "batch" if batch < len(x) else "train"
+        split = "batch" if batch < n_samples else "train"
         extra = []  # (split, per-run losses, per-run accuracies)
-        if batch < len(x) and evaluate:
+        if batch < n_samples and evaluate:
             extra.append(("train", *measure("train")))
         if "x_test" in tensors and evaluate:
             extra.append(("test", *measure("test")))
@@ -232,7 +242,18 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
     bar.close()
     wall = time.perf_counter() - start
     for i, (run_id, c) in enumerate(runs):
-        yield _result(i, run_id, c, st, step, x, out_dim, wall / n, device, n, spill)
+        yield _result(i, run_id, c, st, step, x_run, out_dim, wall / n, device, n, spill)
+
+
+def _stacked_data(datasets: list, runs: int, device, kind: str) -> dict:
+    """One dataset per run stacked along a leading run axis: arrays (S, n, ...). Their
+    splits must match in size (a per-seed split of one task does)."""
+    if len(datasets) != runs:
+        raise ValueError(f"a pack of {runs} runs was given {len(datasets)} datasets; give one, or one per run")
+    each = [_tensors(d, device, kind) for d in datasets]
+    if any(e.keys() != each[0].keys() or any(e[k].shape != each[0][k].shape for k in e) for e in each):
+        raise ValueError("the datasets of a pack's runs must have the same splits and shapes")
+    return {k: torch.stack([e[k] for e in each]) for k in each[0]}
 
 
 _STATE_FORMAT = 2  # resume states: 2 = checkpoints spilled to files, not in the state

@@ -15,5 +15,7 @@ def pack_key(cfg: dict) -> str | None:
     if model["name"] not in STACKED_MODELS or model.get("batch_norm"):
         return None
     shared = {k: v for k, v in cfg.items() if k not in ("seed", "optim")}
+    if cfg["task"].get("split") == "per_seed":  # one dataset per run, of equal shapes: they pack
+        shared["task"] = {k: v for k, v in cfg["task"].items() if k != "seed"}
     shared["optim"] = {k: v for k, v in cfg["optim"].items() if k not in VALUE_KEYS}
     return fingerprint(shared)

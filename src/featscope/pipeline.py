@@ -94,7 +94,7 @@ def train_pack_job(
     the output lists follow their order."""
     torch.set_num_threads(threads)
     runs = [(Path(s).stem, io.read_json(s)) for s in stamps]
-    data = load_dataset(data_path)
+    data = _pack_data(data_path, len(runs))
     state = Path(resume_dir, f"pack-{fingerprint([r for r, _ in runs])}.pt") if resume_dir else None
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
         results = iter_train_packed(
@@ -104,6 +104,17 @@ def train_pack_job(
             _write_run(result, cfg, *outs)  # one run's checkpoints in memory at a time
     if state:
         state.unlink(missing_ok=True)
+
+
+def _pack_data(data_path, runs: int):
+    """A pack's dataset: one file all runs share, or one per run (in the runs' order; a
+    per-seed split), loaded as a list that `iter_train_packed` stacks."""
+    paths = [data_path] if isinstance(data_path, (str, os.PathLike)) else list(data_path)
+    if len(set(map(str, paths))) == 1:
+        return load_dataset(paths[0])
+    if len(paths) != runs:
+        raise ValueError(f"a pack of {runs} runs was given {len(paths)} datasets; give one, or one per run")
+    return [load_dataset(p) for p in paths]
 
 
 def _write_run(result, train_config, out_checkpoints, out_metrics, out_info) -> None:

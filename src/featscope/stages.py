@@ -124,6 +124,11 @@ def fit_m_log_m(m, n_crit) -> tuple[float, float]:
 def scaling_table(runs: pd.DataFrame, grokking: pd.DataFrame, level: float = 0.5) -> pd.DataFrame:
     """Per (M, training fraction): the share of seeds that generalised; per M the critical
     fraction and n_crit = fraction · M²; and the fit n_crit = c · M ln M (columns c, r2)."""
+    runs = runs.copy()
+    if "task.train_ratio" in runs:  # n_train given as ratio · M ln M (Tian's critical_ratio_multiplier)
+        from_ratio = runs["task.train_ratio"] * np.log(runs["task.M"]) / runs["task.M"]
+        given = runs["task.train_fraction"] if "task.train_fraction" in runs else np.nan
+        runs["task.train_fraction"] = from_ratio.clip(0, 1).where(runs["task.train_ratio"].notna(), given)
     table = runs[["run", "task.M", "task.train_fraction"]].merge(grokking, on="run")
     rate = table.groupby(["task.M", "task.train_fraction"]).generalised.agg(["mean", "size"]).reset_index()
     rate.columns = ["M", "train_fraction", "generalisation_rate", "seeds"]

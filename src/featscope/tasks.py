@@ -110,17 +110,50 @@ def _with_random_labels(data: dict, cfg: dict) -> dict:
 
 
 def modadd(cfg: dict) -> dict:
-    """(a + b) mod M over all M² pairs; a seeded split keeps `train_fraction` for training.
+    """(a + b) mod M over all M² pairs, split into a training and a test set.
 
-    Inputs are integer pairs (n, 2); the models embed or one-hot encode them.
+    Inputs are integer pairs (n, 2), a-major as in Tian's reference code; the models embed or
+    one-hot encode them. The training set's size is `train_fraction` of the M² pairs, or
+    `train_ratio` · M ln M pairs (the reference's ``use_critical_ratio``: ``test_size = 1 −
+    ratio · ln M / M``, so n_crit = c · M ln M reads directly as a ratio c).
+
+    ``split: fixed`` (default): one seeded permutation from ``[seed, M]`` and the first
+    round(fraction · M²) pairs train; every seed of a grid point sees the same split.
+    ``split: per_seed``: the reference's draw, ``sklearn.model_selection.train_test_split(X, y,
+    test_size, random_state=seed)`` reproduced with NumPy (tests/test_tian_split.py checks it
+    against scikit-learn): test = the first ceil(test_size · M²) entries of
+    ``RandomState(seed).permutation(M²)``, train = the rest, in that order. The workflow sets
+    ``seed`` to the run's seed for such a task (`config.expand_runs`), so each seed draws its own
+    split, as the reference's ``random_state=args.seed`` does.
     """
     m = cfg["M"]
     a, b = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
     x = np.stack([a.ravel(), b.ravel()], axis=1).astype(np.int64)
     y = (x.sum(axis=1) % m).astype(np.int64)
-    order = np.random.default_rng([cfg["seed"], m]).permutation(len(x))
-    n_train = int(round(cfg["train_fraction"] * len(x)))
-    return _split(x[order], y[order], n_train)
+    split = cfg.get("split", "fixed")
+    if split == "fixed":
+        order = np.random.default_rng([cfg["seed"], m]).permutation(len(x))
+        return _split(x[order], y[order], int(round(modadd_train_fraction(cfg) * len(x))))
+    if split == "per_seed":
+        test_size = 1.0 - modadd_train_fraction(cfg)
+        n_test = int(np.ceil(test_size * len(x)))
+        if n_test < 1 or n_test >= len(x):
+            raise ValueError(f"task modadd: M = {m} leaves {len(x) - n_test} training and {n_test} test pairs")
+        order = np.random.RandomState(cfg["seed"]).permutation(len(x))
+        order = np.concatenate([order[n_test:], order[:n_test]])  # train first, as _split takes it
+        return _split(x[order], y[order], len(x) - n_test)
+    raise ValueError(f"task modadd: split must be 'fixed' or 'per_seed', not {split!r}")
+
+
+def modadd_train_fraction(cfg: dict) -> float:
+    """The share of the M² pairs a modadd task trains on: `train_fraction`, or
+    `train_ratio` · ln M / M (clipped to [0, 1] as the reference clips its test size)."""
+    if ("train_fraction" in cfg) == ("train_ratio" in cfg):
+        raise ValueError("task modadd: give exactly one of train_fraction and train_ratio")
+    if "train_fraction" in cfg:
+        return float(cfg["train_fraction"])
+    m = cfg["M"]
+    return min(max(cfg["train_ratio"] * np.log(m) / m, 0.0), 1.0)
 
 
 TASKS = {

@@ -62,11 +62,15 @@ class RunResult:
 
 
 def zero_mean_mse(out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Tian (2025)'s loss ½‖P⊥₁(Y − Ŷ)‖², averaged over samples: the residual's mean over
-    classes is projected out, so only the logits' differences matter."""
+    """Tian (2025)'s loss ‖P⊥₁(Y − Ŷ)‖², summed over classes and averaged over samples: the
+    residual's mean over classes is projected out, so only the logits' differences matter.
+    Equal to the reference code's ``compute_loss(outputs, labels, "mse")`` (luckmatters,
+    ssl/real-dataset/cogo/modular_addition_simple2.py), value and gradient, to float32
+    rounding (tests/test_tian_loss.py); no factor ½, so Adam's eps and an L2-coupled weight
+    decay act as in the paper's runs."""
     resid = nn.functional.one_hot(labels, out.shape[-1]).to(out.dtype) - out
     resid = resid - resid.mean(dim=-1, keepdim=True)
-    return 0.5 * resid.pow(2).sum(dim=-1).mean(dim=-1)  # over a pack's (S, n, C): one per run
+    return resid.pow(2).sum(dim=-1).mean(dim=-1)  # over a pack's (S, n, C): one per run
 
 
 def loss_fn(kind: str, name: str):
@@ -123,8 +127,8 @@ def _cross_entropy_and_gradient(out, labels):
 def _zero_mean_mse_and_gradient(out, labels):
     resid = nn.functional.one_hot(labels, out.shape[-1]).to(out.dtype) - out
     resid = resid - resid.mean(dim=-1, keepdim=True)
-    losses = 0.5 * resid.pow(2).sum(dim=-1).mean(dim=-1)
-    return losses, resid.mul_(-1.0 / labels.shape[-1])  # −P⊥(Y − Ŷ) / n; resid is P⊥-projected already
+    losses = resid.pow(2).sum(dim=-1).mean(dim=-1)
+    return losses, resid.mul_(-2.0 / labels.shape[-1])  # −2 P⊥(Y − Ŷ) / n; resid is P⊥-projected already
 
 
 _LOSS_AND_GRADIENT = {

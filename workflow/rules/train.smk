@@ -42,7 +42,8 @@ for name, pack in PACKS.items():
             name:
                 name
             input:
-                data=DATA.format(dataset=RUN_INDEX[(pack.study, pack.members[0])].dataset_id),
+                # one file all members share, or one per member (task.split: per_seed), in their order
+                data=[DATA.format(dataset=RUN_INDEX[(pack.study, r)].dataset_id) for r in pack.members],
                 stamps=[STAMP.format(study=pack.study, run=r) for r in pack.members],
             output:
                 **train_outputs(pack.study, pack.members),
