@@ -1,5 +1,5 @@
 """Per grid point, median [IQR] over seeds, from a study's Parquet outputs: the tables of
-docs/results-nam.md and docs/results-liu.md.
+docs/results.md.
 
     python docs/tables/summarise.py spectral RESULTS/STUDY OUT.csv     # Nam et al. measures
     python docs/tables/summarise.py correlations RESULTS/STUDY OUT.csv # measures vs test accuracy

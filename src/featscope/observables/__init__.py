@@ -44,7 +44,7 @@ register_family(
 )
 register_family(
     "spectral",
-    version=2,  # 2: d_lr projects onto the centred outputs' span (docs/results-dlr.md)
+    version=2,  # 2: d_lr projects onto the centred outputs' span (docs/results.md, D_LR audit)
     params={"layer", "landmarks", "top"},
     description="kernel eigen-measures of the penultimate features (Nam et al.)",
     observables={

@@ -23,7 +23,7 @@ Eigenvalues below ``rtol`` × ρ_1 are dropped (their eigenfunctions are noise).
   affine map of the outputs (a readout bias included). The paper's text (v2/v3)
   describes D_LR as comparing the kernels before and after the last layer and
   recovering neural collapse; its code is not public, so the audit in
-  docs/results-dlr.md (benchmarks/dlr_audit.py) sets this choice beside the
+  docs/results.md, D_LR audit (benchmarks/dlr_audit.py) sets this choice beside the
   uncentred and output-kernel variants that `d_lr`'s options give.
 
 Eigen index ``k`` starts at 1, so ``cum_quality`` at k = C is Π*(C).
