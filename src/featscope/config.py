@@ -267,9 +267,12 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
 
 
 def model_layer_names(cfg: dict) -> list[str]:
-    """Names of the hidden layers a model config will have, without building it (or
-    importing torch: the workflow checks configs while Snakemake starts)."""
-    return [f"h{i + 1}" for i in range(cfg.get("depth", 1))] if cfg["name"] == "mlp" else ["h1"]
+    """Names of the layers a model config will have, from its architecture's registered
+    layer mapping, without building it (or importing torch: the workflow checks configs
+    while Snakemake starts)."""
+    from .architectures import model_spec
+
+    return model_spec(cfg["name"]).layer_names(cfg)
 
 
 # What each analysis or figure reads besides the training metrics.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..packing import STACKED_MODELS
+from ..packing import has_stacked_form
 from . import dynamics as _dyn
 from . import linreg as _linreg
 from . import nonlinearity as _nl
@@ -49,9 +49,9 @@ def _targets(snap):
 
 
 def spectral(snap, params: dict, state: dict) -> Rows:
-    """Kernel eigen-measures of a layer's features (default: the penultimate) per checkpoint,
+    """Kernel eigen-measures of a layer's features (default: the readout's input) per checkpoint,
     plus eigenfunction drift of the top-`top` subspace against init and the previous checkpoint."""
-    layer = params.get("layer") or list(snap.features.post)[-1]
+    layer = params.get("layer") or snap.features.penultimate_layer
     landmarks, top = params.get("landmarks"), params.get("top", 10)
     target = _targets(snap)
     feats, output, steps = snap.features.layers()[layer], snap.output, snap.steps
@@ -118,8 +118,7 @@ def weights(snap, params: dict, state: dict) -> Rows:
     effective rank and, on modular models, Fourier purity per neuron and distinct frequencies.
     Arrays over the chunk's checkpoints (the blog MLP's 230 checkpoints: 0.03 against 0.08 s
     one checkpoint at a time); `state` carries the run's first and previous checkpoint."""
-    from ..models import layer_of_parameter
-
+    layer_of_parameter = _parameter_layers(snap)
     names = [n for n, v in snap.params.items() if v.dim() >= 3]  # (T, out, in): weight matrices
     current = {n: snap.params[n].double() for n in names}
     first = {n: w[0] for n, w in current.items()}
@@ -145,6 +144,15 @@ def weights(snap, params: dict, state: dict) -> Rows:
     if "hidden.0.weight" in snap.params:  # a hidden fully connected layer (not ResNet)
         rows += _neuron_rows(snap, params)
     return rows
+
+
+def _parameter_layers(snap):
+    """Parameter name -> layer name: a layer map's (`capture.LayerMap.layer_of_parameter`)
+    for a model observed through one, else the built-ins' naming (`models.layer_of_parameter`)."""
+    from ..models import layer_of_parameter
+
+    where = (snap.bundle or {}).get("layer_map")
+    return where.layer_of_parameter if where is not None else layer_of_parameter
 
 
 def _update_cosine_rows(steps, current: dict, state: dict) -> Rows:
@@ -195,16 +203,16 @@ def gradients(snap, params: dict, state: dict) -> Rows:
     from ..training import loss_fn, per_run_loss_and_gradient
 
     bundle = snap.bundle
-    kind = task_kind(bundle["task"])
+    kind = bundle.get("kind") or task_kind(bundle["task"])
     x = torch.as_tensor(snap.data[f"x_{snap.split}"])
     x = x.float() if x.is_floating_point() else x.long()
     y = torch.as_tensor(snap.data[f"y_{snap.split}"])
     y = y.float() if y.is_floating_point() else y.long()
-    if bundle["model"]["name"] in STACKED_MODELS:
+    if bundle.get("layer_map") is None and has_stacked_form(bundle["model"]):
         found = _stacked_gradients(snap, x, y, per_run_loss_and_gradient(kind, bundle["loss"]))
     else:
         found = _one_by_one_gradients(snap, x, y, loss_fn(kind, bundle["loss"]))
-    return _gradient_frame(snap.steps, *found)
+    return _gradient_frame(snap.steps, *found, _parameter_layers(snap))
 
 
 def _stacked_gradients(snap, x, y, loss_and_gradient):
@@ -223,11 +231,15 @@ def _stacked_gradients(snap, x, y, loss_and_gradient):
 
 
 def _one_by_one_gradients(snap, x, y, criterion):
-    """As `_stacked_gradients`, one model per checkpoint (vision models, batch norm)."""
+    """As `_stacked_gradients`, one model per checkpoint (models without a stacked form),
+    its layers read by hooks (`featscope.capture`)."""
+    from ..capture import features
+
     grads, post = [], []
+    where = snap.layer_map()
     for i in range(len(snap.steps)):
         model = snap.model_at(i)  # gradients reset: each backward makes new ones
-        out, feats = model.forward_features(x)
+        out, feats = features(model, x, where)
         for h in feats.post.values():
             if h.requires_grad:
                 h.retain_grad()
@@ -241,11 +253,12 @@ def _one_by_one_gradients(snap, x, y, criterion):
     )
 
 
-def _gradient_frame(steps, grads: dict, post: dict) -> Rows:
+def _gradient_frame(steps, grads: dict, post: dict, layer_of_parameter=None) -> Rows:
     """Rows of the gradient observables from gradients and activations stacked over the
     checkpoints `steps`: arrays over checkpoints, no Python per checkpoint (the blog MLP's
     230 checkpoints: 0.25 s for the family against 0.30 s with rows built one by one)."""
-    from ..models import layer_of_parameter
+    if layer_of_parameter is None:
+        from ..models import layer_of_parameter
 
     norms = {name: _dyn.batched_norms(g) for name, g in grads.items()}
     columns = [(None, "grad_norm", torch.stack(list(norms.values())).pow(2).sum(dim=0).sqrt())]
