@@ -148,3 +148,48 @@ def test_layer_map_refuses_reserved_and_empty_names():
         LayerMap(model, {"x": "1"}, "2")
     with pytest.raises(ValueError, match="non-empty"):
         LayerMap(model, {"": "1"}, "2")
+
+
+def test_neuron_counts_are_refused_for_smooth_activations():
+    from featscope.observables.nonlinearity import nonlinear_neurons
+
+    pre = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
+    assert int(nonlinear_neurons(pre)) == int(nonlinear_neurons(torch.from_numpy(pre))) == 5  # numpy or torch
+    assert int(featscope.dead_neurons(np.abs(pre) * -1)) == 5 and int(featscope.linear_neurons(np.abs(pre))) == 5
+    with pytest.raises(ValueError, match="defined for ReLU layers, not 'gelu'"):
+        nonlinear_neurons(pre, activation="gelu")
+    with pytest.raises(TypeError, match="numpy array or a torch tensor"):
+        nonlinear_neurons(pre.tolist())
+    model = nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 1))
+    x, y = torch.randn(20, 3), torch.randn(20, 1)
+    with pytest.raises(ValueError, match=r"ReLU layers \(layer h1\), not 'gelu'"):
+        featscope.observe_model(model, x, layers={"h1": "1"}, readout="2", targets=y, families=["nonlinearity"])
+    relu = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    rows = featscope.observe_model(relu, x, layers={"h1": "1"}, readout="2", targets=y, families=["nonlinearity"])
+    with torch.no_grad():
+        want = int(nonlinear_neurons(relu[0](x)))
+    assert rows.query("observable == 'nonlinear_neurons'").value.item() == want
+
+
+def test_class_labels_are_refused_by_linreg_and_spectral_without_classes():
+    feats = torch.randn(40, 6)
+    labels = torch.randint(0, 4, (40,))
+    one_hot = nn.functional.one_hot(labels, 4).double()
+    with pytest.raises(ValueError, match="pass classes="):
+        featscope.linreg_loss(feats, labels)
+    with pytest.raises(ValueError, match="pass classes="):
+        featscope.spectral(feats, labels.numpy(), one_hot)
+    assert float(featscope.linreg_loss(feats, labels, classes=4)) == float(featscope.linreg_loss(feats, one_hot))
+    pd.testing.assert_frame_equal(
+        featscope.spectral(feats, labels, one_hot, classes=4), featscope.spectral(feats, one_hot, one_hot)
+    )
+    with pytest.raises(TypeError, match="numpy array or a torch tensor"):
+        featscope.linreg_loss(feats.tolist(), one_hot)
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    for name in featscope.__all__:
+        doc = inspect.getdoc(getattr(featscope, name))
+        assert doc and len(doc) > 20, name

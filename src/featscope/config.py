@@ -131,6 +131,8 @@ def grid_points(study: dict) -> list[dict]:
 
 
 def expand_runs(name: str, study: dict) -> list[Run]:
+    """The runs of study ``name``: one per grid point (`grid_points`) and seed, each with its
+    grid values applied to a copy of the study and a stable id (``lr-0.001__seed-3``)."""
     labels = _axis_labels(list(study.get("grid") or {}))
     runs = []
     for point in grid_points(study):

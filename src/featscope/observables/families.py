@@ -21,11 +21,35 @@ _rows = Rows.per_checkpoint
 
 
 def nonlinearity(snap, params: dict, state: dict) -> Rows:
+    """Active rates and nonlinear/dead/linear neuron counts of each hidden layer; the counts
+    are refused for a layer whose activation is not of the ReLU family (see `nonlinearity`)."""
+    if "activations" not in state:
+        state["activations"] = _activations(snap)
+    for layer, activation in state["activations"].items():
+        _nl.check_relu_family(activation, "" if layer is None else f" (layer {layer})")
     blocks = []
     for layer, rate in snap.active_rates().items():
         blocks += [(name, layer, count(rate)) for name, count in _nl.count_from_rate.items()]
         blocks.append(("active_rate", layer, rate))
     return _rows(snap.steps, blocks)
+
+
+def _activations(snap) -> dict[str, str]:
+    """Layer -> the name of its activation: a built-in's ``activation`` parameter for all its
+    layers (key None; ``relu`` where it has none), or the class of the module a layer map reads."""
+    from ..models import Activation
+
+    where = (snap.bundle or {}).get("layer_map")
+    if where is None:
+        from ..architectures import model_spec
+
+        model = snap.bundle["model"]
+        activation = model_spec(model["name"]).resolve(model).get("activation", "relu")
+        return {None: activation}  # one activation for all its layers
+    return {
+        layer: module.name if isinstance(module, Activation) else type(module).__name__.lower()
+        for layer, module in where.modules.items()
+    }
 
 
 def linreg(snap, params: dict, state: dict) -> Rows:
