@@ -125,3 +125,25 @@ def test_gelu_mlp_builds_and_runs_and_unknown_activations_are_refused():
     assert torch.equal(out, model(x))
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         MLP(3, 2, width=4, depth=2, activation="swish")
+
+
+@pytest.mark.workflow
+def test_gelu_mlp_trains_packed_through_torch_func_and_is_observed_by_the_workflow(tmp_path, repo):
+    """`activation: gelu` validates, trains in a pack through torch.func (one line in the
+    job log says so) and its observables are written on the model's named layers."""
+    import pandas as pd
+    from test_workflow import snakemake, write_config
+    from tiny import sin2_study
+
+    study = sin2_study(observables={"linreg": {}, "spectral": {"top": 3}, "weights": {}}, analyses=[])
+    study["model"] = {"name": "mlp", "width": 8, "depth": 2, "activation": "gelu"}
+    write_config(tmp_path, {"studies": {"gelu": study}})
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / "results").rglob("*.log"))
+    assert "model 'mlp' has no stacked form here: packing through torch.func" in logs
+    runs = pd.read_parquet(tmp_path / "results" / "gelu" / "runs.parquet")
+    assert list(runs.packed) == [2, 2] and list(runs.status) == ["ok", "ok"]
+    obs = tmp_path / "results" / "gelu" / "observables"
+    layers = {f: set(pd.read_parquet(obs / f"family={f}").layer.dropna()) for f in ("linreg", "spectral", "weights")}
+    assert layers == {"linreg": {"x", "h1", "h2"}, "spectral": {"h2"}, "weights": {"h1", "h2", "out"}}
