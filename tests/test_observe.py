@@ -193,3 +193,50 @@ def test_every_public_name_has_a_docstring():
     for name in featscope.__all__:
         doc = inspect.getdoc(getattr(featscope, name))
         assert doc and len(doc) > 20, name
+
+
+class _Shifted(nn.Module):
+    """A plugin-style model: a learned shift of the inputs (a parameter of the model itself),
+    a GELU layer and a readout."""
+
+    def __init__(self, in_dim, out_dim, width):
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(1, in_dim))
+        self.up = nn.Linear(in_dim, width)
+        self.act = nn.GELU()
+        self.out_proj = nn.Linear(width, out_dim)
+
+    def forward(self, x):
+        return self.out_proj(self.act(self.up(x + self.shift)))
+
+
+def test_a_registered_plugin_model_trains_packed_and_is_observed_on_its_named_layers():
+    from featscope.packed import train_packed
+    from featscope.registry import MODELS, register_model
+
+    @register_model("shifted_test", layers={"h1": "act"}, readout="out_proj")
+    def shifted(in_dim, out_dim, width=8):
+        """A test model."""
+        return _Shifted(in_dim, out_dim, width)
+
+    try:
+        task = {"name": "sin2", "d": 3, "f": 2, "n_train": 48, "n_test": 0, "seed": 0}
+        cfg = {
+            "task": task,
+            "model": {"name": "shifted_test"},
+            "optim": {"name": "adam", "lr": 0.01},
+            "train": {"steps": 20, "loss": "mse"},
+            "schedule": {"every": 10},
+        }
+        data = make_dataset(task)
+        results = train_packed([("a", {**cfg, "seed": 0}), ("b", {**cfg, "seed": 1})], data)
+        alone = train_one("a", {**cfg, "seed": 0}, data, progress=False)
+        for name, stack in alone.checkpoints["params"].items():
+            assert torch.allclose(results[0].checkpoints["params"][name], stack, rtol=1e-4, atol=1e-5), name
+        rows = observe_families(
+            "a", {"linreg": {}, "spectral": {"top": 3}, "weights": {}}, results[0].checkpoints, data
+        )
+        assert set(rows["linreg"].layer) == {"x", "h1"} and set(rows["spectral"].layer) == {"h1"}
+        assert set(rows["weights"].layer.dropna()) == {"h1", "out", "shift"}  # never ''
+    finally:
+        MODELS.pop("shifted_test")

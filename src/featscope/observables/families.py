@@ -142,7 +142,7 @@ def weights(snap, params: dict, state: dict) -> Rows:
     effective rank and, on modular models, Fourier purity per neuron and distinct frequencies.
     Arrays over the chunk's checkpoints (the blog MLP's 230 checkpoints: 0.03 against 0.08 s
     one checkpoint at a time); `state` carries the run's first and previous checkpoint."""
-    layer_of_parameter = _parameter_layers(snap)
+    layer_of_parameter = _parameter_layers(snap, state)
     names = [n for n, v in snap.params.items() if v.dim() >= 3]  # (T, out, in): weight matrices
     current = {n: snap.params[n].double() for n in names}
     first = {n: w[0] for n, w in current.items()}
@@ -170,13 +170,17 @@ def weights(snap, params: dict, state: dict) -> Rows:
     return rows
 
 
-def _parameter_layers(snap):
-    """Parameter name -> layer name: a layer map's (`capture.LayerMap.layer_of_parameter`)
-    for a model observed through one, else the built-ins' naming (`models.layer_of_parameter`)."""
-    from ..models import layer_of_parameter
-
-    where = (snap.bundle or {}).get("layer_map")
-    return where.layer_of_parameter if where is not None else layer_of_parameter
+def _parameter_layers(snap, state: dict):
+    """Parameter name -> layer name, by the model's layer map (`capture.LayerMap.
+    name_parameters`: the weights that feed layer ``h1`` are ``h1``'s, the readout's
+    ``out``, others keep their module's path); found once a run, on one sample."""
+    if "layer_of_parameter" not in state:
+        where = snap.layer_map()
+        if len(where.parameter_layers) == 1:  # only the readout's: not yet named
+            x = torch.as_tensor(snap.data[f"x_{snap.split}"][:1])
+            where.name_parameters(x.float() if x.is_floating_point() else x.long())
+        state["layer_of_parameter"] = where.layer_of_parameter
+    return state["layer_of_parameter"]
 
 
 def _update_cosine_rows(steps, current: dict, state: dict) -> Rows:
@@ -236,7 +240,7 @@ def gradients(snap, params: dict, state: dict) -> Rows:
         found = _stacked_gradients(snap, x, y, per_run_loss_and_gradient(kind, bundle["loss"]))
     else:
         found = _one_by_one_gradients(snap, x, y, loss_fn(kind, bundle["loss"]))
-    return _gradient_frame(snap.steps, *found, _parameter_layers(snap))
+    return _gradient_frame(snap.steps, *found, _parameter_layers(snap, state))
 
 
 def _stacked_gradients(snap, x, y, loss_and_gradient):
