@@ -431,3 +431,44 @@ def test_stacked_activations_are_those_with_a_written_out_derivative():
     from featscope.packing import STACKED_ACTIVATIONS
 
     assert set(STACKED_ACTIVATIONS) == set(stacked._DERIVATIVES) == set(stacked._ACTIVATE)
+
+
+class _Branchy(torch.nn.Module):
+    """A model vmap cannot batch: it branches on a value it reads with .item()."""
+
+    def __init__(self, in_dim, out_dim, width=6):
+        super().__init__()
+        self.up, self.act, self.out = torch.nn.Linear(in_dim, width), torch.nn.ReLU(), torch.nn.Linear(width, out_dim)
+
+    def forward(self, x):
+        h = self.act(self.up(x))
+        return self.out(h if h.mean().item() > -1.0 else -h)
+
+
+def test_a_model_vmap_cannot_batch_trains_run_by_run_with_a_notice(tmp_path):
+    from featscope.registry import MODELS, register_model
+
+    register_model("branchy_test", layers={"h1": "act"}, readout="out")(
+        lambda in_dim, out_dim, width=6: _Branchy(in_dim, out_dim, width)
+    )
+    try:
+        cfg = {
+            **SIN2,
+            "model": {"name": "branchy_test"},
+            "train": {"steps": 10, "loss": "mse"},
+            "schedule": {"every": 5},
+        }
+        runs = [("a", {**cfg, "seed": 0}), ("b", {**cfg, "seed": 1})]
+        data = make_dataset(cfg["task"])
+        with open(tmp_path / "log", "w") as log:
+            got = train_packed(runs, data, log_file=log)
+        lines = (tmp_path / "log").read_text().splitlines()
+        assert lines[0] == "model 'branchy_test' has no stacked form here: packing through torch.func"
+        assert lines[1].startswith("vmap cannot batch this model (") and lines[1].endswith("its runs train one by one")
+        for (run_id, c), result in zip(runs, got):
+            alone = train_one(run_id, c, data, progress=False)
+            assert result.info["packed"] == 1
+            for name, stack in alone.checkpoints["params"].items():
+                assert torch.equal(result.checkpoints["params"][name], stack), name
+    finally:
+        MODELS.pop("branchy_test")

@@ -46,6 +46,7 @@ from .training import (
     per_run_loss,
     per_run_loss_and_gradient,
     resolve_device,
+    train_one,
     versions,
 )
 
@@ -116,6 +117,22 @@ class _FuncPack(_Pack):
             return _AutogradPass(self.shared(x) if shared else self.own(x))
 
 
+def _vmaps(pack: _FuncPack, x: torch.Tensor, log_file) -> bool:
+    """Whether vmap can batch the model's forward (a model that, say, branches on a value
+    it reads with ``.item()`` cannot); if not, the log says so and the runs train one by one."""
+    try:
+        with torch.no_grad():
+            pack.shared(x[:2])
+            pack.own(x[:2].expand(len(pack.finite()), *x[:2].shape))
+    except Exception as err:  # noqa: BLE001  (any failure of vmap means: train run by run)
+        reason = (str(err).splitlines() or [""])[0][:200]
+        print(
+            f"vmap cannot batch this model ({type(err).__name__}: {reason}): its runs train one by one", file=log_file
+        )
+        return False
+    return True
+
+
 class _AutogradPass:
     """`stacked.TrainingPass`'s interface over an autograd graph: ``output`` (S, n, out),
     detached (the losses' gradients are written out), and ``backward(grad_output)``."""
@@ -178,6 +195,10 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
     if log_file is not None and packs_by != "stacked":
         print(f"model '{cfg['model']['name']}' has no stacked form here: packing through {packs_by}", file=log_file)
     pack = (_Pack if packs_by == "stacked" else _FuncPack)(configs, x, out_dim, device)
+    if packs_by != "stacked" and not _vmaps(pack, x, log_file):
+        for run_id, c in runs:
+            yield train_one(run_id, c, data, device, progress, log_file)
+        return
     opt = BatchedOptimizer(pack.trainable(), [c["optim"] for c in configs])
     criterion = per_run_loss(kind, cfg["train"]["loss"])
     loss_and_gradient = per_run_loss_and_gradient(kind, cfg["train"]["loss"])
