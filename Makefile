@@ -1,12 +1,15 @@
 # Two commands for a fresh clone on Debian + Python 3.11:
 #   make run    set up .venv and run the default workflow
 #   make test   set up .venv and run the test suite
+# and, for development (.ci/run calls them before `make test`):
+#   make lint   ruff check and ruff format --check
+#   make docs   the generated pages checked current, then the site (mkdocs build --strict) into site/
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: setup run test report clean
+.PHONY: setup run test report clean lint docs
 
 setup: $(VENV)/.installed
 
@@ -20,6 +23,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+# The docs and lint extras, only for those who build the site or lint.
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test,docs,lint]"
+	touch $@
+
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
@@ -29,5 +37,13 @@ report: run
 test: setup
 	$(BIN)/python -m pytest -q
 
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: $(VENV)/.dev-installed
+	$(BIN)/python docs/gen.py --check
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake site

@@ -15,7 +15,7 @@ import featscope
 from featscope.architectures import model_spec
 from featscope.config import model_layer_names
 from featscope.models import MLP, OneHotNet, build_model
-from featscope.registry import MODELS, RegistryError
+from featscope.registry import COMMON_MODEL_PARAMS, MODELS, RegistryError
 
 REPO = pathlib.Path(__file__).parent.parent
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -38,7 +38,9 @@ def _schema_branch(name):
 def test_schema_model_block_agrees_with_the_factory(name):
     spec = model_spec(name)
     branch = _schema_branch(name)
-    props = {k: v for k, v in branch["properties"].items() if k != "name"}
+    common = {k: branch["properties"].get(k) for k in COMMON_MODEL_PARAMS}  # init, init_scale: every model's
+    assert common == {k: {"$ref": f"#/$defs/{k}"} for k in COMMON_MODEL_PARAMS}
+    props = {k: v for k, v in branch["properties"].items() if k != "name" and k not in COMMON_MODEL_PARAMS}
     assert sorted(props) == sorted(spec.parameters)
     assert {k: v["default"] for k, v in props.items()} == spec.defaults
     assert branch["additionalProperties"] is False

@@ -27,7 +27,7 @@ def keep_freed_memory() -> bool:
     the blog MLP: 3.2 MB each) thousands of times. By default glibc serves such blocks
     with mmap and returns them on free, so every step faults their pages in afresh; on
     this project's (virtual) machine that made ReLU and its backward about twice as slow
-    (torch.profiler: 547 vs 235 µs per call). Only freed blocks are kept, but where the
+    (benchmarks/HISTORY.md). Only freed blocks are kept, but where the
     sizes a loop allocates change, they fragment the heap (see `release_freed_memory`).
     Returns whether the setting took (False off glibc: macOS, musl)."""
     libc = _libc()
@@ -76,11 +76,10 @@ def release_freed_memory(above: int = RELEASE_ABOVE) -> bool:
 
     Blocks kept for reuse under `keep_freed_memory`'s 32 MiB threshold fragment the heap
     when a loop's allocations change size, and the holes stay resident: observing the
-    grokking-fig3 net (K = 2048, chunks of 7 checkpoints) with the gradients family alone
-    peaked at 2,978 MB and took 17.5 s, against 1,021 MB and 11.3 s trimmed after every
-    chunk (one thread). The threshold spares the small nets, whose chunks reuse the same
-    blocks: trimming after every chunk made an 8-run blog-MLP observe job 5–10 % slower
-    (1.69–1.77 against 1.61–1.63 s), its pages faulted in again."""
+    grokking-fig3 net with the gradients family alone held about three times the memory,
+    and took longer, than trimmed after every chunk. The threshold spares the small nets,
+    whose chunks reuse the same blocks: trimming after every chunk made their observe jobs
+    slower, their pages faulted in again (benchmarks/HISTORY.md)."""
     free = free_heap_bytes()
     if free is None or free <= above:
         return False

@@ -10,8 +10,8 @@ def flush_subnormals() -> bool:
 
     Over a long run Adam's second moments and the weight-decayed weights of unused units
     sink into that range, and on Intel CPUs every operation on such a value takes a slow
-    path: grokking-fig3's K = 2048 net trained 1,000 steps in 284 s with them against 62 s
-    flushed (one thread, Intel Xeon; its 2000 steps had not finished after 17 minutes).
+    path (grokking-fig3's K = 2048 net trained several times slower with them;
+    benchmarks/HISTORY.md).
     Values that small never move a loss or an observable above float32 resolution.
 
     The setting holds for the calling thread and the threads it starts afterwards, so it

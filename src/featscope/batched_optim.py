@@ -10,9 +10,8 @@ The updates go through torch's fused kernels (``torch._fused_adam_`` and kin, wh
 kernels round an element by its position in the tensor they are given (a run's slice of
 a stacked bias, updated in one call with the others, differs from the run's own bias in
 the last bit), so every run gets tensors of its own, shaped as when it trains alone, and
-its numbers do not depend on its pack. Runs with equal values share a call. 60 µs a step
-against 239 for the ``torch._foreach_*`` version this replaces (8 runs of the blog MLP,
-one thread).
+its numbers do not depend on its pack. Runs with equal values share a call. Several
+times faster than the ``torch._foreach_*`` version this replaces (benchmarks/HISTORY.md).
 """
 
 from __future__ import annotations
@@ -111,8 +110,7 @@ class BatchedOptimizer:
 
     def _runs_of(self, stacked: torch.Tensor) -> tuple:
         """Per-run views of a tensor that lives across steps (a parameter, optimiser state),
-        made once: `unbind` took 6.7 µs a call, 160 µs a step for 24 of them (8 runs of the
-        blog MLP), more than the updates themselves."""
+        made once: `unbind` on every step cost more than the updates themselves."""
         hit = self._views.get(id(stacked))
         if hit is None or hit[0] is not stacked:
             hit = self._views[id(stacked)] = (stacked, stacked.detach().unbind(0))

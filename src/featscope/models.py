@@ -157,12 +157,14 @@ class OneHotNet(nn.Module):
 
 
 def build_model(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
-    """The model of a config's ``model`` block (``name`` and the architecture's parameters,
-    defaults filled from its factory), built by its registered factory: the workflow and
-    the library build the same net from the same block."""
+    """The model of a config's ``model`` block (``name``, the architecture's parameters, whose
+    defaults its factory fills, and the ``init`` / ``init_scale`` every model takes), built by
+    its registered factory and initialised (featscope.init): the workflow and the library
+    build the same net from the same block."""
     from .architectures import model_spec
+    from .init import init_from_config
 
-    return model_spec(cfg["name"]).build(in_dim, out_dim, cfg)
+    return init_from_config(model_spec(cfg["name"]).build(in_dim, out_dim, cfg), cfg)
 
 
 def layer_of_parameter(name: str) -> str:

@@ -66,10 +66,8 @@ class Snapshot:
         """Per hidden layer, each neuron's share of samples with a positive pre-activation
         (T, width): read off the features where this chunk, or a selection of it, has them;
         the other checkpoints from a pass that forms only pre-activations, a block of
-        checkpoints at a time (`PRE_ACTIVATION_BLOCK_BYTES`), keeping none of them. For the
-        blog MLP's 230 checkpoints of 8 runs that pass took 0.30-0.37 s where the features
-        and the rates read off them took 0.65-0.74, and the nonlinearity study's observe
-        job of those runs 1.48-1.65 s against 1.68-1.83 (alternating, one thread, Intel Xeon)."""
+        checkpoints at a time (`PRE_ACTIVATION_BLOCK_BYTES`), keeping none of them: about
+        half the cost of forming the features (benchmarks/HISTORY.md)."""
         if self._evaluated is not None or self.pre_activations is None:
             return {layer: _nl.active_rate(pre) for layer, pre in self.features.pre.items()}
         pieces = [
@@ -199,10 +197,8 @@ class _Picked(Mapping):
         return len(self._tensors)
 
 
-# Checkpoints per batched forward pass. An 8-run observe job of the nonlinearity study (the
-# blog MLP's 230 checkpoints: two chunks of 115) took 1.73-1.81 s at 128, 1.85-1.91 at 64 and
-# 1.77-1.90 at 256 (fastest of five, two rounds, one thread, Intel Xeon); peak RSS 562 MB
-# against 510 and 660.
+# Checkpoints per batched forward pass: 128 was the fastest of 64, 128 and 256 for the
+# nonlinearity study's observe job, with memory between the two (benchmarks/HISTORY.md).
 MAX_CHUNK = 128
 FEATURE_BUDGET = 256 * 2**20  # bytes of features (float32) per chunk; families add float64 copies
 
@@ -271,12 +267,9 @@ def _batched_forward(bundle: dict, x: torch.Tensor, model: torch.nn.Module | Non
     return forward
 
 
-# Bytes of one layer's pre-activations per block of the pre-activation pass. The blog MLP's
-# 230 checkpoints of 8 runs (500 × 100 floats a layer: 200 kB a checkpoint), blocks as even
-# as they go, medians of five alternating rounds: 0.390 s at 2 MiB (10 checkpoints a block),
-# 0.367 at 4, 0.346 at 8 and 0.359 at 16 (one thread, Intel Xeon with 2 MiB of L2 a core).
-# Bigger blocks make bigger products; a pass over all features (the chunk's 115 as one
-# block, kept) took 0.65-0.74 s with the rates read off them.
+# Bytes of one layer's pre-activations per block of the pre-activation pass: blocks small
+# enough to be overwritten while in cache, big enough for efficient products; 8 MiB was the
+# fastest of 2 to 16 for the blog MLP (benchmarks/HISTORY.md).
 PRE_ACTIVATION_BLOCK_BYTES = 2**23
 
 

@@ -73,8 +73,9 @@ class ModelSpec:
         return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
     def resolve(self, params: Mapping) -> dict:
-        """``params`` with the defaults filled in; an unknown or missing key is refused, named."""
-        params = {k: v for k, v in params.items() if k != "name"}
+        """``params`` with the defaults filled in; an unknown or missing key is refused, named.
+        The keys every model takes (`COMMON_MODEL_PARAMS`) are left out: not the factory's."""
+        params = {k: v for k, v in params.items() if k != "name" and k not in COMMON_MODEL_PARAMS}
         unknown = sorted(set(params) - set(self.parameters))
         if unknown:
             raise RegistryError(
@@ -102,6 +103,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {}
 IN_DIMS = ("flat", "channels")
+COMMON_MODEL_PARAMS = frozenset({"init", "init_scale"})  # every model takes these (featscope.init)
 
 
 def register_model(

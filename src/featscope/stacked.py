@@ -2,9 +2,8 @@
 
 The same maps as `models.MLP`, `models.ModularNet` and `models.OneHotNet`, written as
 batched products. ``torch.func.vmap`` over ``functional_call`` gives the same values, but
-its products and layouts cost more on a CPU: a 16-run training step of the blog MLP took
-13.3 ms through vmap and about 12 ms this way before `_StackedLinear`'s backward (one
-thread; benchmarks/run.py measures the trainer as a whole).
+its products and layouts cost more on a CPU (benchmarks/HISTORY.md; benchmarks/run.py
+measures the trainer as a whole).
 
 Inputs are either shared by all runs, (n, ...), or one batch per run, (S, n, ...).
 Training goes through `TrainingPass`, whose backward is written out; the gradients
@@ -58,8 +57,7 @@ def _layers(model_cfg, params, x, shared, record):
     pre, post = {}, {}
     name = _activation(model_cfg)
     # Without a graph to keep and no pre-activations wanted, in place: a pack's activations
-    # outgrow the cache, and `torch.relu` took 950 µs a call where in place took 46 (16 runs
-    # of the blog MLP, torch.profiler, one thread).
+    # outgrow the cache, and a fresh `torch.relu` output costs many times the in-place op.
     in_place = not record and not torch.is_grad_enabled()
     act = (lambda z: _ACTIVATE[name](z)[0]) if in_place else ACTIVATIONS[name]
     for index, layer in enumerate(_hidden_names(params), start=1):
@@ -104,11 +102,11 @@ def _linear(h: torch.Tensor, params: dict, name: str) -> torch.Tensor:
 class _StackedLinear(torch.autograd.Function):
     """h (S, n, in) @ Wᵀ + b per run, with a backward that picks the fast orientation of each
     product. Autograd's own bmm backward forms the weight gradient as hᵀ·g, an (in × out)
-    product: for a one-unit readout that is 16 matrix-vector products, 1.2 ms where gᵀ·h
-    takes 0.08 ms (16 runs of the blog MLP). Both orientations give the same sums.
+    product: for a one-unit readout that is S matrix-vector products, an order of magnitude
+    slower than gᵀ·h. Both orientations give the same sums.
 
     `forward` takes `ctx` itself: with a separate `setup_context`, every `apply` binds its
-    arguments through `inspect.signature`: 19 µs an `apply` against 7 (a trivial Function, one thread)."""
+    arguments through `inspect.signature`, which costs more than the call itself."""
 
     @staticmethod
     def forward(ctx, h, weight, bias):
@@ -127,12 +125,11 @@ def _affine(h, weight, bias):
     if weight.shape[1] == 1:
         # One output unit as a row vector times hᵀ: the other orientation's batch-of-one
         # product takes another path and rounds differently from the same run in a pack
-        # of two or more, this one does not (tests/test_packed.py); and it is faster
-        # (74 against 105 µs, 16 runs of the blog MLP's readout, one thread).
+        # of two or more, this one does not (tests/test_packed.py); and it is faster.
         out = torch.bmm(weight, h.transpose(1, 2)).transpose(1, 2)
         return out if bias is None else out.add_(bias.unsqueeze(1))
     out = torch.bmm(h, weight.transpose(1, 2))
-    # In place, and not baddbmm: that took 3.1 ms where bmm and add_ take 2.4 (16 runs, 100 x 100).
+    # In place, and not baddbmm, which was slower on the CPU (benchmarks/HISTORY.md).
     return out if bias is None else out.add_(bias.unsqueeze(1))
 
 
@@ -155,10 +152,8 @@ def _affine_backward(grad, h, weight, for_input: bool, for_weight: bool, for_bia
 class TrainingPass:
     """A training step's forward through S stacked runs, keeping what its backward needs,
     and that backward written out: no autograd graph for the layers. Autograd's engine,
-    nodes and the loss's graph cost a pack of the blog MLP about a tenth of its step (8 runs,
-    one thread, 1,000 steps: 4.17–4.51 against 4.58–4.74 ms a step, three alternating pairs
-    of fresh processes; two such packs side by side, as on 2 cores: 4.35–4.58 against
-    4.84–5.06 ms, four pairs). The same products in the same orientations as autograd
+    nodes and the loss's graph cost a pack of the blog MLP about a tenth of its step
+    (benchmarks/HISTORY.md). The same products in the same orientations as autograd
     through `_StackedLinear`: for an MLP with mean squared error, bit for bit the numbers of
     autograd's pack (checked on 300 steps of the blog MLP). Activations are overwritten in place,
     as are the gradients flowing down. The inputs keep autograd's graph when they depend on

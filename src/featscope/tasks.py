@@ -75,6 +75,32 @@ def images(cfg: dict) -> dict:
     return _with_random_labels(data, cfg)
 
 
+DIGITS_SAMPLES = 1797  # scikit-learn's bundled copy of the UCI optical digits test set
+
+
+def digits(cfg: dict) -> dict:
+    """scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes): real images, offline.
+
+    Pixels (integers 0..16) are scaled to [0, 1] and shaped (n, 1, 8, 8), so the CNNs see one
+    channel and an MLP the 64 pixels. A seeded permutation of all images gives disjoint train
+    and test sets (the first ``n_train``, the next ``n_test``), each kept in the original order.
+    """
+    from sklearn.datasets import load_digits
+
+    n_train, n_test = cfg["n_train"], cfg["n_test"]
+    if n_train + n_test > DIGITS_SAMPLES:
+        raise ValueError(
+            f"task digits: n_train + n_test = {n_train + n_test} but the dataset has {DIGITS_SAMPLES} images"
+        )
+    raw = load_digits()
+    x = (raw.images / 16.0).astype(np.float32)[:, None]
+    y = raw.target.astype(np.int64)
+    order = np.random.default_rng(cfg["seed"]).permutation(len(x))
+    train, test = np.sort(order[:n_train]), np.sort(order[n_train : n_train + n_test])
+    data = {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+    return _with_random_labels(data, cfg)
+
+
 def _with_random_labels(data: dict, cfg: dict) -> dict:
     """Replace the training labels by a seeded permutation of themselves (memorisation control)."""
     if cfg.get("random_labels"):
@@ -104,6 +130,7 @@ TASKS = {
     "modadd": (modadd, "classification"),
     "mnist": (images, "classification"),
     "cifar10": (images, "classification"),
+    "digits": (digits, "classification"),
 }
 
 
@@ -112,7 +139,7 @@ DOWNLOADED = ("mnist", "cifar10")  # fetched over the network; the rest are gene
 
 def task_outputs(cfg: dict) -> int:
     """Output dimension a model needs: classes, or regression targets."""
-    return {"mnist1d": 10, "mnist": 10, "cifar10": 10, "modadd": cfg.get("M", 0)}.get(cfg["name"], 1)
+    return {"mnist1d": 10, "mnist": 10, "cifar10": 10, "digits": 10, "modadd": cfg.get("M", 0)}.get(cfg["name"], 1)
 
 
 def task_kind(name: str) -> str:

@@ -82,8 +82,7 @@ def loss_fn(kind: str, name: str):
 def per_run_loss(kind: str, name: str):
     """`loss_fn` over a pack: outputs (S, n, ...) and targets (S, n, ...) give S losses, equal
     bit for bit, with their gradients, to ``vmap(loss_fn(kind, name))`` (tests/test_packed.py)
-    without vmap's cost per call: 104 against 180 µs with the backward, 8 runs of the blog
-    MLP on one thread (1.5 % of the pack's step; too little to see in a whole run's time)."""
+    without vmap's cost per call."""
     loss_fn(kind, name)  # one place that names the losses (and rejects unknown ones)
     if name == "mse":
         return lambda out, y: F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
@@ -141,8 +140,8 @@ def _accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
 
 def _optimizer(cfg: dict, params):
     name, lr, wd = cfg["name"], cfg["lr"], cfg.get("weight_decay", 0.0)
-    # fused: one kernel for all of a step's updates (on a CPU too, since torch 2.4); 13 % off
-    # a plain-loop step of the blog MLP (850-865 against 990 µs, one thread). Packs call the
+    # fused: one kernel for all of a step's updates (on a CPU too, since torch 2.4), faster
+    # than the loop over parameters (benchmarks/HISTORY.md). Packs call the
     # same kernels run by run (`batched_optim`).
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=True)

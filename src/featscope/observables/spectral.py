@@ -226,8 +226,7 @@ def batched_subspace_drift(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
 # ---- Batched over checkpoints: the same measures for a stack of feature maps (T, n, p). ----
 # One eigendecomposition per checkpoint is unavoidable: of the p × p Gram ΦᵀΦ, or of the
 # m × m kernel ΦΦᵀ when there are fewer (landmark) samples m than features (as an SVD of Φ
-# would give, at under half its cost: 0.33 s + 1.19 s against 3.48 s for 2,016 × 2,048,
-# one thread).
+# would give, at under half its cost; benchmarks/HISTORY.md).
 # Everything else is computed from p × C products, so no n × r eigenfunction matrix is
 # formed except the top `m` columns the drift needs. `spectral` above is the per-map
 # reference, the tests' twin.
@@ -308,8 +307,8 @@ def batched_eigensystems(
 
 def _symmetric_products(phi: torch.Tensor, features_side: bool) -> torch.Tensor:
     """ΦᵀΦ (p × p, features_side) or ΦΦᵀ (n × n) of each map in float64, by numpy's
-    symmetric product (BLAS syrk: half the work of a general product; 230 maps of 500 × 100
-    took 0.045 s against 0.073 s batched, one thread)."""
+    symmetric product (BLAS syrk: half the work of a general product, and faster than
+    torch's batched one)."""
     size = phi.shape[2] if features_side else phi.shape[1]
     out = np.empty((len(phi), size, size))
     for a, o in zip(_float64_maps(phi), out):
@@ -357,11 +356,10 @@ def _eigh_descending(a: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch
 def _mkl_lapack_is_faster() -> bool:
     """Whether to take eigendecompositions from torch's LAPACK (MKL) rather than numpy's
     (OpenBLAS's build of the reference LAPACK). Which is faster depends on the CPU, so the
-    choice is made per machine, never per call (the numbers must not depend on timing). On
-    an Intel Xeon with AVX-512, one thread, MKL took 0.49 against 0.63 ms a 100² Gram
-    (batches of 64) and 0.144 against 0.176 s at 1,024²; on an earlier machine of this
-    project's (AVX2, its vendor not recorded) numpy's took 1.19 where MKL took 1.59 s at
-    2,016². MKL is known to take slower code paths off Intel CPUs, so numpy's is kept there."""
+    choice is made per machine, never per call (the numbers must not depend on timing).
+    MKL was the faster on an Intel CPU with AVX-512 and the slower on an earlier AVX2
+    machine (benchmarks/HISTORY.md); MKL is known to take slower code paths off Intel CPUs,
+    so numpy's is kept there."""
     if not torch.backends.mkl.is_available():
         return False
     try:
@@ -374,8 +372,8 @@ def _mkl_lapack_is_faster() -> bool:
 def _kernel_eigen_parts(kernel: torch.Tensor, columns: torch.Tensor, width: int):
     """Per n × n kernel K: its eigenvalues (descending), Vᵀ·columns and the first `width`
     eigenvectors, without forming all n of them. K = Q T Qᵀ (Householder tridiagonalisation,
-    LAPACK dsytrd) and T = S Λ Sᵀ (divide and conquer, dstevd; MRRR, dstemr, took as long:
-    0.22 s each for a 2,016² kernel's T), so Vᵀc = Sᵀ(Qᵀc) and V[:, :w] = Q·S[:, :w], Q
+    LAPACK dsytrd) and T = S Λ Sᵀ (divide and conquer, dstevd; MRRR, dstemr, took as long),
+    so Vᵀc = Sᵀ(Qᵀc) and V[:, :w] = Q·S[:, :w], Q
     applied by dormqr. A full eigh spends half its time forming Q·S for every column,
     which the measures never read; on small matrices the split gains nothing, so the Gram route
     keeps the full eigh (benchmarks/HISTORY.md has the timings)."""
@@ -455,7 +453,7 @@ def batched_measure_arrays(features: torch.Tensor, eigen: Eigensystems, target, 
 
 def batched_measures(features: torch.Tensor, eigen: Eigensystems, target, outputs: torch.Tensor) -> BatchedMeasures:
     """The measures of `measure_arrays` for a stack of maps, as arrays over checkpoints: no
-    Python per checkpoint (the blog MLP's 230 checkpoints: 0.045 s against 0.068 s one by one)."""
+    Python per checkpoint."""
     phi = features
     rho, keep = eigen.rho, eigen.keep
     t, n, _ = phi.shape

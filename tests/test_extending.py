@@ -1,0 +1,201 @@
+"""The recipes of docs/extending.md, run from outside the package.
+
+Every ```python block of the page whose first line is `# <module>.py` is written to a
+temporary folder and imported as a plugin module; the task recipe is run in
+`featscope.tasks`' namespace. Each recipe's result is checked against a brute-force twin.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
+
+
+def _blocks() -> list[str]:
+    text = PAGE.read_text()
+    return [textwrap.dedent(b) for b in re.findall(r"^[ ]*```python\n(.*?)^[ ]*```", text, re.DOTALL | re.MULTILINE)]
+
+
+def _plugin_files() -> dict[str, str]:
+    files = {}
+    for block in _blocks():
+        first = block.splitlines()[0]
+        if re.fullmatch(r"# \w+\.py", first):
+            files[first[2:-3]] = block
+    return files
+
+
+@pytest.fixture(scope="module")
+def plugins(tmp_path_factory):
+    """Import the page's plugin modules; unregister what they registered afterwards."""
+    from featscope import registry
+
+    folder = tmp_path_factory.mktemp("plugins")
+    files = _plugin_files()
+    assert set(files) == {"gelu_mlp", "activation_scale", "scale_growth"}, sorted(files)
+    for name, code in files.items():
+        (folder / f"{name}.py").write_text(code)
+    before = {r: set(getattr(registry, r)) for r in ("MODELS", "FAMILIES", "ANALYSES", "FIGURES")}
+    registry.load_plugins(list(files), search_path=[folder])
+    yield {name: sys.modules[name] for name in files}
+    for r, names in before.items():
+        table = getattr(registry, r)
+        for name in set(table) - names:
+            del table[name]
+    for name in files:
+        sys.modules.pop(name, None)
+    sys.path.remove(str(folder.resolve()))
+
+
+def test_the_model_recipe_builds_and_its_layer_map_points_at_the_activations(plugins):
+    from featscope.registry import MODELS, RegistryError
+
+    spec = MODELS["gelu_mlp"]
+    assert spec.defaults == {"width": 64}
+    model = spec.build(3, 2, {"name": "gelu_mlp", "width": 8})
+    seen = {}
+    paths = spec.layer_map({"width": 8})
+    assert paths == {"h1": "1", "h2": "3"}
+    for layer, path in paths.items():
+        model.get_submodule(path).register_forward_hook(
+            lambda m, args, out, layer=layer: seen.update({layer: (args[0], out)})
+        )
+    model.get_submodule(spec.readout).register_forward_hook(lambda m, args, out: seen.update(readout=args[0]))
+    x = torch.randn(5, 3)
+    out = model(x)
+    # brute force: the same net written out from its weights
+    w = [model[i].weight for i in (0, 2, 4)]
+    b = [model[i].bias for i in (0, 2, 4)]
+    pre1 = x @ w[0].T + b[0]
+    h1 = torch.nn.functional.gelu(pre1)
+    pre2 = h1 @ w[1].T + b[1]
+    h2 = torch.nn.functional.gelu(pre2)
+    torch.testing.assert_close(seen["h1"][0], pre1)
+    torch.testing.assert_close(seen["h1"][1], h1)
+    torch.testing.assert_close(seen["h2"][0], pre2)
+    torch.testing.assert_close(seen["readout"], h2)
+    torch.testing.assert_close(out, h2 @ w[2].T + b[2])
+    with pytest.raises(RegistryError, match="widht"):
+        spec.resolve({"name": "gelu_mlp", "widht": 8})
+
+
+@pytest.fixture(scope="module")
+def run():
+    """A tiny built-in MLP trained on sin² (checkpoints every 4 of 12 steps) and its data."""
+    from featscope.tasks import make_dataset
+    from featscope.training import train_one
+
+    task = {"name": "sin2", "d": 3, "f": 2, "n_train": 40, "n_test": 0, "seed": 0}
+    cfg = {
+        "task": task,
+        "model": {"name": "mlp", "width": 8, "depth": 2},
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 12, "loss": "mse"},
+        "schedule": {"every": 4},
+        "seed": 0,
+    }
+    data = make_dataset(task)
+    return train_one("r", cfg, data, progress=False).checkpoints, data
+
+
+@pytest.fixture(scope="module")
+def observed(plugins, run):
+    from featscope.observe import observe_families
+
+    bundle, data = run
+    return observe_families("r", {"activation_scale": {}}, bundle, data)["activation_scale"]
+
+
+def test_the_family_recipe_gives_the_mean_absolute_activation(observed, run):
+    bundle, data = run
+    x = torch.from_numpy(data["x_train"]).double()
+    p = bundle["params"]
+    assert sorted(observed.step.unique()) == [int(s) for s in bundle["steps"]] == [0, 4, 8, 12]
+    for t, step in enumerate(bundle["steps"]):
+        h = x
+        for i, layer in enumerate(["h1", "h2"]):
+            h = torch.relu(h @ p[f"hidden.{i}.weight"][t].double().T + p[f"hidden.{i}.bias"][t].double())
+            got = observed[(observed.step == int(step)) & (observed.layer == layer)]
+            assert (got.observable == "mean_abs_activation").all()
+            assert len(got) == 1 and got.k.isna().all()
+            assert np.isclose(got.value.iloc[0], h.abs().mean().item(), rtol=1e-5)
+
+
+class _Inputs:
+    """The two reads the recipe's analysis and figure make, over real rows."""
+
+    def __init__(self, rows, tables=None):
+        self.rows, self.tables = rows, tables or {}
+
+    def observables(self, family):
+        assert family == "activation_scale"
+        return self.rows
+
+    def table(self, name):
+        return self.tables[name]
+
+
+def test_the_analysis_recipe_gives_last_over_first_and_its_figure_draws_it(plugins, observed):
+    import matplotlib.figure
+
+    from featscope.registry import ANALYSES, FIGURES
+
+    spec = ANALYSES["scale_growth"]
+    assert spec.families == ("activation_scale",)
+    table = spec.fn(_Inputs(observed))
+    for layer in ("h1", "h2"):
+        rows = observed[observed.layer == layer]
+        first, last = rows[rows.step == rows.step.min()].value.item(), rows[rows.step == rows.step.max()].value.item()
+        assert np.isclose(table.set_index("layer").loc[layer, "ratio"], last / first)
+    figure = FIGURES["scale_growth"]
+    assert figure.analyses == ("scale_growth",) and "{study}" in figure.caption
+    drawn = figure.fn(_Inputs(observed, {"scale_growth": table}))
+    assert isinstance(drawn, matplotlib.figure.Figure)
+    assert len(drawn.axes[0].patches) == 2  # one run, two layers
+
+
+def test_the_task_recipe_builds_a_deterministic_parity_set(monkeypatch):
+    from featscope import tasks
+
+    (block,) = [b for b in _blocks() if b.startswith("def parity")]
+    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
+    exec(block, vars(tasks))  # the recipe's code, as if written in tasks.py
+    try:
+        cfg = {"name": "parity", "d": 6, "k": 3, "n_train": 30, "n_test": 10, "seed": 1}
+        data = tasks.make_dataset(cfg)
+        again = tasks.make_dataset(cfg)
+        assert tasks.task_kind("parity") == "classification"
+        assert data["x_train"].shape == (30, 6) and data["x_test"].shape == (10, 6)
+        assert data["x_train"].dtype == np.float32 and data["y_train"].dtype == np.int64
+        np.testing.assert_array_equal(data["x_train"], again["x_train"])
+        x = np.concatenate([data["x_train"], data["x_test"]])
+        y = np.concatenate([data["y_train"], data["y_test"]])
+        np.testing.assert_array_equal(y, (x[:, 0] * x[:, 1] * x[:, 2] > 0).astype(np.int64))
+    finally:
+        del vars(tasks)["parity"]
+
+
+def test_the_readme_family_is_the_page_family(plugins, run, observed):
+    """README.md's short plugin example, registered under another name, gives the page's rows."""
+    from featscope import registry
+    from featscope.observe import observe_families
+
+    readme = (PAGE.parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "register_family" in b]
+    code = block.replace('"activation_scale"', '"readme_activation_scale"')
+    try:
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme_plugin"})
+        bundle, data = run
+        rows = observe_families("r", {"readme_activation_scale": {}}, bundle, data)["readme_activation_scale"]
+        assert rows.drop(columns="family", errors="ignore").equals(observed.drop(columns="family", errors="ignore"))
+    finally:
+        registry.FAMILIES.pop("readme_activation_scale", None)
