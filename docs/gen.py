@@ -203,7 +203,7 @@ def config_block(schema: dict | None = None) -> str:
     for key, sub in study["properties"].items():
         sub_rows = _rows(sub, key, schema, key in required)
         rows += sub_rows
-        if key == "task":
+        if key in ("task", "model"):  # keys that depend on the name
             rows += _variants(sub, key, schema)
     out += ["Each study (`studies.<study>`) takes:", ""] + _table(rows) + [""]
     return "\n".join(out)

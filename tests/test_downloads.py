@@ -73,7 +73,7 @@ def test_cifar10_and_the_cifar_models(offline_sources):
     assert data["x_train"].shape == (50, 3, 32, 32)
     for name in ("resnet18", "vgg16"):
         for bn in (True, False):
-            model = build_model({"name": name, "width": 64, "batch_norm": bn}, 3, 10)
+            model = build_model({"name": name, "batch_norm": bn, **({"width": 64} if name == "vgg16" else {})}, 3, 10)
             out, feats = model.forward_features(torch.from_numpy(data["x_train"][:4]))
             assert out.shape == (4, 10) and feats.penultimate.shape[0] == 4
 

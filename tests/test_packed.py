@@ -127,8 +127,9 @@ def test_pack_key_groups_runs_that_differ_only_in_seed_and_optimiser_values():
     assert pack_key(dict(SIN2, seed=0)) == pack_key({**SIN2, "seed": 1, "optim": {"name": "adam", "lr": 0.1}})
     assert pack_key(dict(SIN2, seed=0)) != pack_key({**SIN2, "seed": 0, "optim": {"name": "sgd", "lr": 0.001}})
     assert pack_key(dict(SIN2, seed=0)) != pack_key({**SIN2, "seed": 0, "model": {**SIN2["model"], "width": 8}})
-    assert pack_key({**SIN2, "model": {"name": "cnn", "width": 8}, "seed": 0}) is None
-    assert pack_key({**SIN2, "model": {**SIN2["model"], "batch_norm": True}, "seed": 0}) is None
+    # Without a stacked form a model still packs (through torch.func); batch norm does not.
+    assert pack_key({**SIN2, "model": {"name": "cnn", "width": 8}, "seed": 0}) is not None
+    assert pack_key({**SIN2, "model": {"name": "cnn", "width": 8, "batch_norm": True}, "seed": 0}) is None
 
 
 def test_packing_refuses_runs_that_differ_beyond_seed_and_values():
@@ -385,3 +386,89 @@ def test_loss_gradients_match_autograds_in_float32(name):
     else:  # softmax's exp and the label's term, or autograd re-centring: rounding apart
         ulp = torch.finfo(torch.float32).eps * o.grad.abs().max()
         assert (grad - o.grad).abs().max() <= 8 * ulp
+
+
+GELU = {**SIN2, "model": {**SIN2["model"], "activation": "gelu"}}
+GELU_MODADD = {**MODADD, "model": {**MODADD["model"], "activation": "gelu"}}
+
+
+@pytest.mark.parametrize("cfg", [GELU, GELU_MODADD], ids=["gelu-mlp", "gelu-modnet+minibatch"])
+def test_without_a_stacked_form_packs_through_torch_func(cfg, tmp_path):
+    """gelu has no written-out derivative in `stacked`: the pack goes through vmap and
+    autograd, to float32 rounding of each run trained alone, and the log says so once."""
+    from featscope.packing import engine
+
+    assert engine(cfg["model"]) == "torch.func" and engine(SIN2["model"]) == "stacked"
+    data = make_dataset(cfg["task"])
+    runs = [(f"run-{s}", {**cfg, "seed": s, "optim": {**cfg["optim"], **values}}) for s, values in VALUES]
+    with open(tmp_path / "log", "w") as log:
+        got = train_packed(runs, data, log_file=log)
+    assert (tmp_path / "log").read_text().splitlines() == [
+        f"model '{cfg['model']['name']}' has no stacked form here: packing through torch.func"
+    ]
+    assert_same_as_alone(runs, data, got)
+
+
+def test_torch_func_pack_matches_the_stacked_pack():
+    """The two pack engines on one model the stacked form handles (relu MLP)."""
+    data = make_dataset(SIN2["task"])
+    runs = [(f"run-{s}", {**SIN2, "seed": s, "optim": {**SIN2["optim"], **values}}) for s, values in VALUES]
+    stacked = train_packed(runs, data)
+    original = packed.engine
+    try:
+        packed.engine = lambda model: "torch.func"
+        through_func = train_packed(runs, data)
+    finally:
+        packed.engine = original
+    for a, b in zip(stacked, through_func):
+        for name, stack in a.checkpoints["params"].items():
+            assert torch.allclose(b.checkpoints["params"][name], stack, rtol=1e-4, atol=1e-5), name
+        assert np.allclose(a.metrics.loss, b.metrics.loss, rtol=1e-4, atol=1e-5)
+
+
+def test_stacked_activations_are_those_with_a_written_out_derivative():
+    from featscope import stacked
+    from featscope.packing import STACKED_ACTIVATIONS
+
+    assert set(STACKED_ACTIVATIONS) == set(stacked._DERIVATIVES) == set(stacked._ACTIVATE)
+
+
+class _Branchy(torch.nn.Module):
+    """A model vmap cannot batch: it branches on a value it reads with .item()."""
+
+    def __init__(self, in_dim, out_dim, width=6):
+        super().__init__()
+        self.up, self.act, self.out = torch.nn.Linear(in_dim, width), torch.nn.ReLU(), torch.nn.Linear(width, out_dim)
+
+    def forward(self, x):
+        h = self.act(self.up(x))
+        return self.out(h if h.mean().item() > -1.0 else -h)
+
+
+def test_a_model_vmap_cannot_batch_trains_run_by_run_with_a_notice(tmp_path):
+    from featscope.registry import MODELS, register_model
+
+    register_model("branchy_test", layers={"h1": "act"}, readout="out")(
+        lambda in_dim, out_dim, width=6: _Branchy(in_dim, out_dim, width)
+    )
+    try:
+        cfg = {
+            **SIN2,
+            "model": {"name": "branchy_test"},
+            "train": {"steps": 10, "loss": "mse"},
+            "schedule": {"every": 5},
+        }
+        runs = [("a", {**cfg, "seed": 0}), ("b", {**cfg, "seed": 1})]
+        data = make_dataset(cfg["task"])
+        with open(tmp_path / "log", "w") as log:
+            got = train_packed(runs, data, log_file=log)
+        lines = (tmp_path / "log").read_text().splitlines()
+        assert lines[0] == "model 'branchy_test' has no stacked form here: packing through torch.func"
+        assert lines[1].startswith("vmap cannot batch this model (") and lines[1].endswith("its runs train one by one")
+        for (run_id, c), result in zip(runs, got):
+            alone = train_one(run_id, c, data, progress=False)
+            assert result.info["packed"] == 1
+            for name, stack in alone.checkpoints["params"].items():
+                assert torch.equal(result.checkpoints["params"][name], stack), name
+    finally:
+        MODELS.pop("branchy_test")

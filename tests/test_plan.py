@@ -92,7 +92,7 @@ def test_only_due_runs_that_share_shapes_are_packed(tmp_path):
         for w in (8, 16)
         for s in range(3)
     ]
-    runs.append(("cnn__seed-0", {**MLP, "model": {"name": "cnn", "width": 4}, "seed": 0}))
+    runs.append(("cnn__seed-0", {**MLP, "model": {"name": "cnn", "width": 4, "batch_norm": True}, "seed": 0}))
     all_files = {r: files(tmp_path, r) for r, _ in runs}
     done(all_files["w-8__seed-0"])  # already trained and observed
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=16)
@@ -100,7 +100,7 @@ def test_only_due_runs_that_share_shapes_are_packed(tmp_path):
         ["w-16__seed-0", "w-16__seed-1", "w-16__seed-2"],
         ["w-8__seed-1", "w-8__seed-2"],
     ]
-    assert [p.members for p in observe] == [[r for r, _ in runs[1:6]]]  # not the CNN: it observes alone
+    assert [p.members for p in observe] == [[r for r, _ in runs[1:6]]]  # not the batch-norm CNN: alone
     assert observe[0].families["w-8__seed-1"] == ["nonlinearity", "linreg"]
     train, observe = plan_study("s", runs, all_files, keep_checkpoints=True, size=2)
     assert [len(p.members) for p in train] == [2, 2] and [len(p.members) for p in observe] == [2, 2]

@@ -27,6 +27,7 @@ _PUBLIC = {  # name -> the module that defines it
     "train_packed": ".packed",
     "pack_key": ".packing",
     "expand_runs": ".config",
+    "observe_model": ".observe",
     "register_model": ".registry",
     "register_family": ".registry",
     "register_analysis": ".registry",

@@ -131,6 +131,8 @@ def grid_points(study: dict) -> list[dict]:
 
 
 def expand_runs(name: str, study: dict) -> list[Run]:
+    """The runs of study ``name``: one per grid point (`grid_points`) and seed, each with its
+    grid values applied to a copy of the study and a stable id (``lr-0.001__seed-3``)."""
     labels = _axis_labels(list(study.get("grid") or {}))
     runs = []
     for point in grid_points(study):
@@ -262,9 +264,12 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
 
 
 def model_layer_names(cfg: dict) -> list[str]:
-    """Names of the hidden layers a model config will have, without building it (or
-    importing torch: the workflow checks configs while Snakemake starts)."""
-    return [f"h{i + 1}" for i in range(cfg.get("depth", 1))] if cfg["name"] == "mlp" else ["h1"]
+    """Names of the layers a model config will have, from its architecture's registered
+    layer mapping, without building it (or importing torch: the workflow checks configs
+    while Snakemake starts)."""
+    from .architectures import model_spec
+
+    return model_spec(cfg["name"]).layer_names(cfg)
 
 
 def _check_analyses(cfg: dict, at: tuple) -> None:

@@ -1,9 +1,11 @@
 """Models with named internal activations.
 
-Every model returns ``(output, Features)`` from ``forward_features``, so every
-observable works on every model: ``pre[layer]`` and ``post[layer]`` are the
-pre- and post-activations of hidden layer ``h1``, ``h2``, ..., and
-``penultimate`` is the input to the last linear map.
+Every built-in model returns ``(output, Features)`` from ``forward_features``:
+``pre[layer]`` and ``post[layer]`` are the pre- and post-activations of hidden layer
+``h1``, ``h2``, ..., and ``penultimate`` is the input to the last linear map. Each
+activation is a module of its own (``acts.i``), so a forward hook on it sees the same
+pair: the layer mapping each architecture registers (`featscope.architectures`) and
+`featscope.observe` read any model that way.
 """
 
 from __future__ import annotations
@@ -13,22 +15,59 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "square": torch.square}
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "square": torch.square,
+    "gelu": torch.nn.functional.gelu,
+}
+PENULTIMATE = "penultimate"  # the layer name of a readout input that is no mapped layer's output
+
+
+class Activation(nn.Module):
+    """An activation by name, as a module: a forward hook on it sees (pre, post)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        if name not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{name}'; known: {sorted(ACTIVATIONS)}")
+        self.name = name
+        self.fn = ACTIVATIONS[name]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fn(z)
+
+    def extra_repr(self) -> str:
+        return self.name
 
 
 @dataclass
 class Features:
+    """A model's features on a batch: ``inputs`` (the ``x`` layer), per-layer pre- and
+    post-activations, and, where the readout's input is not the last layer's output,
+    ``readout_input`` (read as the layer ``penultimate``)."""
+
     inputs: torch.Tensor
     pre: dict[str, torch.Tensor]
     post: dict[str, torch.Tensor]
+    readout_input: torch.Tensor | None = None
 
     @property
     def penultimate(self) -> torch.Tensor:
-        return self.post[list(self.post)[-1]] if self.post else self.inputs
+        """The readout's input."""
+        return self.layers()[self.penultimate_layer]
+
+    @property
+    def penultimate_layer(self) -> str:
+        """The name of the layer that feeds the readout."""
+        if self.readout_input is not None:
+            return PENULTIMATE
+        return list(self.post)[-1] if self.post else "x"
 
     def layers(self) -> dict[str, torch.Tensor]:
         """Inputs and post-activations by layer name: {'x': ..., 'h1': ..., ...}."""
-        return {"x": self.inputs, **self.post}
+        extra = {} if self.readout_input is None else {PENULTIMATE: self.readout_input}
+        return {"x": self.inputs, **self.post, **extra}
 
 
 class MLP(nn.Module):
@@ -39,6 +78,7 @@ class MLP(nn.Module):
         dims = [in_dim] + [width] * depth
         self.hidden = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(dims, dims[1:]))
         self.readout = nn.Linear(dims[-1], out_dim, bias=bias)
+        self.acts = nn.ModuleList(Activation(activation) for _ in range(depth))
         self.activation = activation
 
     @property
@@ -46,10 +86,9 @@ class MLP(nn.Module):
         return [f"h{i + 1}" for i in range(len(self.hidden))]
 
     def forward_features(self, x: torch.Tensor):
-        act = ACTIVATIONS[self.activation]
         x = x.flatten(1)  # images go in as vectors
         pre, post, h = {}, {}, x
-        for name, layer in zip(self.hidden_names, self.hidden):
+        for name, layer, act in zip(self.hidden_names, self.hidden, self.acts):
             pre[name] = layer(h)
             h = post[name] = act(pre[name])
         return self.readout(h), Features(x, pre, post)
@@ -68,6 +107,7 @@ class ModularNet(nn.Module):
         self.embed = nn.Embedding(classes, width)
         self.hidden = nn.ModuleList([nn.Linear(2 * width, width, bias=bias)])
         self.readout = nn.Linear(width, classes, bias=bias)
+        self.acts = nn.ModuleList([Activation(activation)])
         self.activation = activation
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +116,7 @@ class ModularNet(nn.Module):
     def forward_features(self, x):
         inputs = self.encode(x)
         pre = self.hidden[0](inputs)
-        post = ACTIVATIONS[self.activation](pre)
+        post = self.acts[0](pre)
         return self.readout(post), Features(inputs, {"h1": pre}, {"h1": post})
 
     def forward(self, x):
@@ -100,6 +140,7 @@ class OneHotNet(nn.Module):
         self.classes = classes
         self.hidden = nn.ModuleList([nn.Linear(2 * classes, width, bias=bias)])
         self.readout = nn.Linear(width, classes, bias=bias)
+        self.acts = nn.ModuleList([Activation(activation)])
         self.activation = activation
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,36 +157,22 @@ class OneHotNet(nn.Module):
 
 
 def build_model(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
-    """The model `cfg` names, initialised by its ``init`` / ``init_scale`` (featscope.init)."""
+    """The model of a config's ``model`` block (``name``, the architecture's parameters, whose
+    defaults its factory fills, and the ``init`` / ``init_scale`` every model takes), built by
+    its registered factory and initialised (featscope.init): the workflow and the library
+    build the same net from the same block."""
+    from .architectures import model_spec
     from .init import init_from_config
 
-    return init_from_config(_build(cfg, in_dim, out_dim), cfg)
-
-
-def _build(cfg: dict, in_dim: int, out_dim: int) -> nn.Module:
-    if cfg["name"] == "mlp":
-        return MLP(in_dim, out_dim, cfg["width"], cfg["depth"], cfg.get("activation", "relu"), cfg.get("bias", True))
-    if cfg["name"] == "modnet":
-        return ModularNet(out_dim, cfg["width"], cfg.get("activation", "relu"), cfg.get("bias", True))
-    if cfg["name"] == "onehot":
-        return OneHotNet(out_dim, cfg["width"], cfg.get("activation", "square"), cfg.get("bias", False))
-    if cfg["name"] in ("cnn", "vgg16", "resnet18"):
-        from . import vision
-
-        channels, bn = in_dim, cfg.get("batch_norm", False)
-        if cfg["name"] == "cnn":
-            return vision.SmallCNN(channels, out_dim, cfg["width"], bn)
-        if cfg["name"] == "vgg16":
-            return vision.VGG(channels, out_dim, cfg["width"], bn)
-        return vision.ResNet18(channels, out_dim, bn)
-    raise ValueError(f"unknown model '{cfg['name']}'")
+    return init_from_config(model_spec(cfg["name"]).build(in_dim, out_dim, cfg), cfg)
 
 
 def layer_of_parameter(name: str) -> str:
-    """'hidden.0.weight' -> 'h1', 'readout.weight' -> 'out', 'body.3.weight' -> 'body.3'."""
+    """'hidden.0.weight' -> 'h1', 'readout.weight' -> 'out', 'body.3.weight' -> 'body.3', and a
+    parameter of the model itself ('pos_embed') -> its own name (never an empty layer name)."""
     parts = name.split(".")
     if parts[0] == "hidden":
         return f"h{int(parts[1]) + 1}"
     if parts[0] == "readout":
         return "out"
-    return ".".join(parts[:-1])
+    return ".".join(parts[:-1]) or name

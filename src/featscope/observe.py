@@ -1,9 +1,10 @@
 """Observation: stacked checkpoints -> features -> long-form observable rows.
 
 Checkpoints of one run are evaluated in chunks, batched over their stacked
-parameters (the packed trainer's products, or ``torch.func.vmap`` for the
-vision models), so a chunk of checkpoints costs one batched forward pass
-instead of one pass per checkpoint.
+parameters (the packed trainer's products where the model has a stacked form, else
+``torch.func.vmap`` over the model with its layers read by forward hooks,
+`featscope.capture`), so a chunk of checkpoints costs one batched forward pass
+instead of one pass per checkpoint. `observe_model` does the same for any ``nn.Module``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from . import schedules
 from ._allocator import keep_freed_memory, release_freed_memory
@@ -23,7 +24,7 @@ from .models import Features, build_model
 from .observables import FAMILIES, rows
 from .observables import linreg as _linreg
 from .observables import nonlinearity as _nl
-from .packing import STACKED_MODELS
+from .packing import has_stacked_form
 from .stacked import stacked_features, stacked_pre_activations
 
 COLUMNS = rows.COLUMNS
@@ -110,6 +111,14 @@ class Snapshot:
             p.grad = None
         return self._model.eval()
 
+    def layer_map(self):
+        """Where the model's layers live (`capture.LayerMap`)."""
+        from .capture import layer_map
+
+        if self.bundle.get("layer_map") is not None:
+            return self.bundle["layer_map"]
+        return layer_map(self._live_model(), self.bundle["model"])
+
     def _live_model(self) -> torch.nn.Module:
         if self._model is None:
             self._model = build_model(self.bundle["model"], self.bundle["in_dim"], self.bundle["out_dim"])
@@ -138,7 +147,12 @@ class Snapshot:
             out, feats = self._evaluated
             evaluated = (
                 pick(out),
-                Features(pick(feats.inputs), _Picked(feats.pre, pick), {k: pick(v) for k, v in feats.post.items()}),
+                Features(
+                    pick(feats.inputs),
+                    _Picked(feats.pre, pick),
+                    {k: pick(v) for k, v in feats.post.items()},
+                    None if feats.readout_input is None else pick(feats.readout_input),
+                ),
             )
         return Snapshot(
             self.steps[keep],
@@ -149,6 +163,7 @@ class Snapshot:
             self.bundle,
             self.data,
             self.split,
+            _model=self._model,
             _evaluated=evaluated,
         )
 
@@ -182,31 +197,21 @@ class _Picked(Mapping):
         return len(self._tensors)
 
 
-class _FeaturesView(torch.nn.Module):
-    """Routes ``functional_call`` to ``forward_features`` instead of ``forward``."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.m = model
-
-    def forward(self, x):
-        out, feats = self.m.forward_features(x)
-        return out, feats.inputs, feats.pre, feats.post
-
-
 # Checkpoints per batched forward pass: 128 was the fastest of 64, 128 and 256 for the
 # nonlinearity study's observe job, with memory between the two (benchmarks/HISTORY.md).
 MAX_CHUNK = 128
 FEATURE_BUDGET = 256 * 2**20  # bytes of features (float32) per chunk; families add float64 copies
 
 
-def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int | None = None):
+def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int | None = None, model=None):
     """Yield `Snapshot`s over a checkpoint bundle, `chunk` checkpoints at a time (default:
-    as many as keep a chunk's features within `FEATURE_BUDGET`, at most `MAX_CHUNK`)."""
+    as many as keep a chunk's features within `FEATURE_BUDGET`, at most `MAX_CHUNK`).
+    ``model``: a module to load the checkpoints into, for a model that is no registered
+    architecture (its bundle then holds a ``layer_map``)."""
     x = torch.as_tensor(data[f"x_{split}"])
     x = x.float() if x.is_floating_point() else x.long()
     target = torch.as_tensor(data[f"y_{split}"])
-    forward, pre_activations = _batched_forward(bundle, x), _pre_activation_stream(bundle, x)
+    forward, pre_activations = _batched_forward(bundle, x, model), _pre_activation_stream(bundle, x)
     steps = bundle["steps"].numpy()
     chunk = chunk or _chunk_size(forward, bundle["params"])
     count = -(-len(steps) // chunk)
@@ -221,6 +226,7 @@ def snapshots(bundle: dict, data: dict, split: str = "train", chunk: int | None 
             bundle,
             data,
             split,
+            _model=model,
         )
 
 
@@ -239,17 +245,24 @@ def _chunk_size(forward, params: dict) -> int:
     return max(1, min(MAX_CHUNK, FEATURE_BUDGET // max(size, 1)))
 
 
-def _batched_forward(bundle: dict, x: torch.Tensor):
+def _batched_forward(bundle: dict, x: torch.Tensor, model: torch.nn.Module | None = None):
     """params stacked over checkpoints -> (outputs, Features): the packed trainer's batched
-    products where the model has them, else vmap over the model's own forward."""
-    if bundle["model"]["name"] in STACKED_MODELS:
-        return lambda params: stacked_features(bundle["model"], params, x, shared=True)
-    view = _FeaturesView(build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"])).eval()
-    batched = vmap(lambda p: functional_call(view, {f"m.{k}": v for k, v in p.items()}, (x,)))
+    products where the model has them, else vmap over the model's forward with its layers
+    read by hooks (`capture`); ``model`` and the bundle's ``layer_map`` for a model that
+    is no registered architecture."""
+    from .capture import hooked, layer_map, to_features
+
+    if model is None:
+        if has_stacked_form(bundle["model"]):
+            return lambda params: stacked_features(bundle["model"], params, x, shared=True)
+        model = build_model(bundle["model"], bundle["in_dim"], bundle["out_dim"])
+    where = bundle.get("layer_map") or layer_map(model, bundle["model"])
+    call = hooked(model.eval(), where)
+    batched = vmap(lambda p: call(x, p))
 
     def forward(params):
-        out, inputs, pre, post = batched(params)
-        return out, Features(inputs, pre, post)
+        out, inputs, pre, post, extra = batched(params)
+        return out, to_features(inputs, pre, post, extra)
 
     return forward
 
@@ -263,7 +276,7 @@ PRE_ACTIVATION_BLOCK_BYTES = 2**23
 def _pre_activation_stream(bundle: dict, x: torch.Tensor):
     """params stacked over checkpoints -> the `stacked_pre_activations` blocks of their
     pre-activations, or None for models without batched products."""
-    if bundle["model"]["name"] not in STACKED_MODELS:
+    if bundle.get("layer_map") is not None or not has_stacked_form(bundle["model"]):
         return None
 
     def stream(params):
@@ -288,8 +301,9 @@ def observe_families(run_id: str, families: dict, bundle: dict, data: dict) -> d
     return {name: table.to_pandas() for name, table in observe_tables(run_id, families, bundle, data).items()}
 
 
-def observe_tables(run_id: str, families: dict, bundle: dict, data: dict) -> dict:
-    """`observe_families` as Arrow tables in the contract's schema, as they are written to Parquet."""
+def observe_tables(run_id: str, families: dict, bundle: dict, data: dict, model=None) -> dict:
+    """`observe_families` as Arrow tables in the contract's schema, as they are written to
+    Parquet (``model``: see `snapshots`)."""
     keep_freed_memory()
     flush_subnormals()
     by_split: dict[str, dict] = {}
@@ -306,7 +320,7 @@ def observe_tables(run_id: str, families: dict, bundle: dict, data: dict) -> dic
         # Families that read features first: a chunk's active rates are then read off its
         # features where some family formed them, not from a pass of their own.
         order = sorted(group, key=lambda name: FAMILIES[name].reads == "active rates")
-        for snap in snapshots(bundle, data, split):
+        for snap in snapshots(bundle, data, split, model=model):
             for name in order:
                 params = group[name]
                 part = snap
@@ -317,3 +331,115 @@ def observe_tables(run_id: str, families: dict, bundle: dict, data: dict) -> dic
             del snap, part  # the chunk's features, before the heap's free pages go back
             release_freed_memory()
     return {name: rows.table(run_id, parts) for name, parts in frames.items()}
+
+
+def observe_model(
+    model: torch.nn.Module,
+    inputs,
+    *,
+    layers: Mapping[str, str],
+    readout: str,
+    targets=None,
+    classes: int | None = None,
+    families=("linreg", "spectral", "weights"),
+    checkpoints=None,
+    steps=None,
+    input_layer: str | None = None,
+    loss: str | None = None,
+    run: str = "model",
+) -> pd.DataFrame:
+    """Observable rows of any ``torch.nn.Module``: the long form the workflow writes
+    (columns ``run, step, observable, layer, k, value``), for any registered family.
+
+    ``layers`` maps featscope layer names to module paths (``{"h1": "net.1"}``): a forward
+    hook on each module reads the layer, the module's input as its pre-activation and its
+    output as its post-activation (point at an activation module for both). ``readout``
+    is the path of the last linear map; its input is the penultimate feature (the layer
+    ``spectral`` reads by default; named ``penultimate`` unless it is a mapped layer's
+    output). ``input_layer``: the module whose input is the ``x`` layer (default: the
+    inputs as vectors).
+
+    ``inputs`` (n, ...) and ``targets`` are numpy arrays or torch tensors. Class labels
+    (n,) need ``classes=`` (their number, which the model's outputs must have); float
+    targets (n,) or (n, out), one-hot codes included, are regression targets. ``families``
+    is a list of names or a dict name -> parameters (``featscope.registry.FAMILIES``,
+    plugins' included). ``checkpoints`` is a list of state dicts of ``model`` (default: its
+    current state), at ``steps`` (default 0, 1, ...). ``loss`` (for ``gradients``) defaults
+    to cross-entropy for classes, else mean squared error. The model is copied, not
+    changed; observation runs on the CPU.
+    """
+    from copy import deepcopy
+
+    from .capture import LayerMap
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    x = _as_tensor(inputs, "inputs")
+    x = x.float() if x.is_floating_point() else x.long()
+    target, kind = _checked_targets(targets, classes, len(x))
+    families = {name: {} for name in families} if not isinstance(families, Mapping) else dict(families)
+    for name in families:
+        if name not in FAMILIES:
+            raise ValueError(f"unknown observable family '{name}'; registered: {sorted(FAMILIES)}")
+        if kind not in FAMILIES[name].applies_to:
+            raise ValueError(f"family '{name}' does not apply to {kind} targets")
+    live = deepcopy(model).to("cpu").eval()
+    where = LayerMap(live, layers, readout, input_layer)
+    where.name_parameters(x[:1])
+    states = [live.state_dict()] if checkpoints is None else list(checkpoints)
+    if not states:
+        raise ValueError("checkpoints is empty")
+    names = list(live.state_dict())
+    for i, state in enumerate(states):
+        if set(state) != set(names):
+            odd = sorted(set(state) ^ set(names))
+            raise ValueError(f"checkpoint {i} does not hold the model's state (differs in {odd[:5]})")
+    steps = np.arange(len(states)) if steps is None else np.asarray(steps, dtype=np.int64)
+    if len(steps) != len(states) or (np.diff(steps) <= 0).any():
+        raise ValueError(f"steps must be {len(states)} increasing integers, one per checkpoint")
+    params = {k: torch.stack([torch.as_tensor(s[k]).detach().to("cpu") for s in states]) for k in names}
+    if classes is not None:
+        with torch.no_grad():
+            width = live(x[:1]).shape[-1]
+        if width != classes:
+            raise ValueError(f"classes={classes}, but the model has {width} outputs")
+    bundle = {
+        "model": None,
+        "layer_map": where,
+        "kind": kind,
+        "loss": loss or ("cross_entropy" if kind == "classification" else "mse"),
+        "steps": torch.as_tensor(steps),
+        "params": params,
+    }
+    data = {"x_train": x, "y_train": target}
+    tables = observe_tables(run, families, bundle, data, model=live)
+    return pd.concat([tables[name].to_pandas() for name in families], ignore_index=True)
+
+
+def _as_tensor(value, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu")
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise TypeError(f"{what} must be a numpy array or a torch tensor, not {type(value).__name__}")
+
+
+def _checked_targets(targets, classes, n: int):
+    """(target tensor, task kind): labels (n,) with `classes`, or float regression targets."""
+    if targets is None:
+        raise ValueError("targets are needed: class labels (n,) with classes=, or regression targets (n, out)")
+    y = _as_tensor(targets, "targets")
+    if len(y) != n:
+        raise ValueError(f"targets has {len(y)} rows but inputs has {n}")
+    if not y.is_floating_point():
+        if classes is None:
+            raise ValueError(
+                "integer targets look like class labels: pass classes= (their number), "
+                "or float targets (one-hot codes, or values) for regression"
+            )
+        if y.dim() != 1 or y.min() < 0 or y.max() >= classes:
+            raise ValueError(f"class labels must be one integer in [0, {classes}) per sample")
+        return y.long(), "classification"
+    if classes is not None:
+        raise ValueError("classes= is for integer class labels; these targets are floats (regression)")
+    return (y.float().unsqueeze(1) if y.dim() == 1 else y.float()), "regression"

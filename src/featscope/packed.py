@@ -9,6 +9,9 @@ written out (`stacked.TrainingPass`; tests/test_packed.py holds the tolerance).
 What packs: models without buffers (no batch norm) whose runs differ
 only in their seed and their optimiser's values (learning rate, weight decay, momentum,
 warm-up length; see `batched_optim`); `pack_key` says which runs can share a pack.
+A model without a stacked form (or with an activation the stacked form has no derivative
+for) packs through ``torch.func``: ``vmap`` over ``functional_call`` of one of its modules,
+autograd for the backward (`_FuncPack`); the job log says so in one line.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import stack_module_state
+from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from . import schedules
@@ -31,7 +34,7 @@ from ._subnormals import flush_subnormals
 from .batched_optim import BatchedOptimizer
 from .config import fingerprint
 from .models import build_model
-from .packing import STACKED_MODELS, VALUE_KEYS, pack_key  # noqa: F401  (pack_key: public here)
+from .packing import VALUE_KEYS, engine, pack_key, why_unpacked
 from .stacked import TrainingPass, stacked_forward
 from .tasks import task_kind, task_outputs
 from .training import (
@@ -43,14 +46,16 @@ from .training import (
     per_run_loss,
     per_run_loss_and_gradient,
     resolve_device,
+    train_one,
     versions,
 )
 
 
 def _check_packable(configs: list[dict]) -> None:
+    for c in configs:
+        if why_unpacked(c):
+            raise ValueError(f"cannot pack: {why_unpacked(c)}")
     keys = {pack_key(c) for c in configs}
-    if None in keys:
-        raise ValueError(f"packed training supports models {', '.join(STACKED_MODELS)} without batch norm")
     if len(keys) > 1:
         raise ValueError(f"packed runs must differ only in their seed and optimiser values ({', '.join(VALUE_KEYS)})")
 
@@ -65,9 +70,13 @@ class _Pack:
             models.append(build_model(c["model"], _in_dim(x, c["model"]["name"]), out_dim).to(device))
         self.params, _ = stack_module_state(models)
         self.model_cfg = configs[0]["model"]
+        self.module = models[0]
         if configs[0]["optim"].get("train", "all") == "readout":  # frozen features
+            from .architectures import model_spec
+
+            readout = model_spec(self.model_cfg["name"]).readout + "."
             for name, p in self.params.items():
-                p.requires_grad_(name.startswith("readout."))
+                p.requires_grad_(name.startswith(readout))
 
     def shared(self, x):
         """Outputs (S, n, out) on inputs all runs share."""
@@ -87,6 +96,52 @@ class _Pack:
     def finite(self) -> torch.Tensor:
         ok = [torch.isfinite(p.detach()).flatten(1).all(dim=1) for p in self.params.values()]
         return torch.stack(ok).all(dim=0)
+
+
+class _FuncPack(_Pack):
+    """A pack of a model without a stacked form: ``vmap`` over ``functional_call`` of one of
+    the pack's modules, each run's slice of the stacked parameters in turn; the backward is
+    autograd's through the vmapped forward (each run's loss reaches only its own slice)."""
+
+    def _call(self, params, x):
+        return functional_call(self.module, params, (x,))
+
+    def shared(self, x):
+        return vmap(self._call, in_dims=(0, None))(self.params, x)
+
+    def own(self, xs):
+        return vmap(self._call, in_dims=(0, 0))(self.params, xs)
+
+    def training_pass(self, x, shared: bool):
+        with torch.enable_grad():
+            return _AutogradPass(self.shared(x) if shared else self.own(x))
+
+
+def _vmaps(pack: _FuncPack, x: torch.Tensor, log_file) -> bool:
+    """Whether vmap can batch the model's forward (a model that, say, branches on a value
+    it reads with ``.item()`` cannot); if not, the log says so and the runs train one by one."""
+    try:
+        with torch.no_grad():
+            pack.shared(x[:2])
+            pack.own(x[:2].expand(len(pack.finite()), *x[:2].shape))
+    except Exception as err:  # noqa: BLE001  (any failure of vmap means: train run by run)
+        reason = (str(err).splitlines() or [""])[0][:200]
+        print(
+            f"vmap cannot batch this model ({type(err).__name__}: {reason}): its runs train one by one", file=log_file
+        )
+        return False
+    return True
+
+
+class _AutogradPass:
+    """`stacked.TrainingPass`'s interface over an autograd graph: ``output`` (S, n, out),
+    detached (the losses' gradients are written out), and ``backward(grad_output)``."""
+
+    def __init__(self, output: torch.Tensor):
+        self._output, self.output = output, output.detach()
+
+    def backward(self, grad_output: torch.Tensor) -> None:
+        self._output.backward(grad_output)
 
 
 def train_packed(
@@ -139,7 +194,14 @@ def _train_packed(runs, data, device, progress, log_file, resume_path, resume_ev
     x_run = x[0] if own_data else x  # one run's inputs: sizes and shapes
     n_samples = len(x_run)
     out_dim = y.shape[-1] if kind == "regression" else task_outputs(cfg["task"])
-    pack = _Pack(configs, x_run, out_dim, device)
+    packs_by = engine(cfg["model"])
+    if log_file is not None and packs_by != "stacked":
+        print(f"model '{cfg['model']['name']}' has no stacked form here: packing through {packs_by}", file=log_file)
+    pack = (_Pack if packs_by == "stacked" else _FuncPack)(configs, x_run, out_dim, device)
+    if packs_by != "stacked" and not _vmaps(pack, x_run, log_file):
+        for i, (run_id, c) in enumerate(runs):
+            yield train_one(run_id, c, data[i] if own_data else data, device, progress, log_file)
+        return
     opt = BatchedOptimizer(pack.trainable(), [c["optim"] for c in configs])
     criterion = per_run_loss(kind, cfg["train"]["loss"])
     loss_and_gradient = per_run_loss_and_gradient(kind, cfg["train"]["loss"])

@@ -17,7 +17,7 @@ from . import io, registry
 from .analyses import AnalysisInputs, read_frames  # noqa: F401 (read_frames: the long-standing import path)
 from .config import Run, fingerprint, flatten
 from .observe import observe_tables
-from .packed import iter_train_packed, pack_key, train_alone_packed
+from .packed import iter_train_packed, pack_key, train_alone_packed, why_unpacked
 from .tasks import load_dataset, make_dataset, save_dataset
 from .training import train_runs
 
@@ -53,6 +53,7 @@ def train_job(
     data = load_dataset(data_path)
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
         if pack_key(train_config) is None:
+            print(why_unpacked(train_config), file=log_file)
             [result] = train_runs(
                 [(run_id, train_config)],
                 data,

@@ -42,7 +42,10 @@ class ModelSpec:
     module: the module's input is the pre-activation, its output the post-activation. The
     readout module's input is the penultimate feature. ``stacked``, if given, names a
     hand-written stacked form for packed training; without one the model packs through
-    ``torch.func``.
+    ``torch.func``. ``inputs``, if given, is the module whose input is the ``x`` layer (the
+    model's own coding of the data, e.g. embeddings); without it ``x`` is the data as vectors.
+    ``in_dim`` says what the factory's ``in_dim`` is: ``"flat"`` the size of one sample as a
+    vector, ``"channels"`` an image's channels (vectors stay flat).
     """
 
     name: str
@@ -51,6 +54,8 @@ class ModelSpec:
     readout: str
     stacked: str | None = None
     description: str = ""
+    inputs: str | None = None
+    in_dim: str = "flat"
 
     @property
     def defaults(self) -> dict:
@@ -68,8 +73,9 @@ class ModelSpec:
         return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
     def resolve(self, params: Mapping) -> dict:
-        """``params`` with the defaults filled in; an unknown or missing key is refused, named."""
-        params = {k: v for k, v in params.items() if k != "name"}
+        """``params`` with the defaults filled in; an unknown or missing key is refused, named.
+        The keys every model takes (`COMMON_MODEL_PARAMS`) are left out: not the factory's."""
+        params = {k: v for k, v in params.items() if k != "name" and k not in COMMON_MODEL_PARAMS}
         unknown = sorted(set(params) - set(self.parameters))
         if unknown:
             raise RegistryError(
@@ -96,6 +102,8 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+IN_DIMS = ("flat", "channels")
+COMMON_MODEL_PARAMS = frozenset({"init", "init_scale"})  # every model takes these (featscope.init)
 
 
 def register_model(
@@ -105,6 +113,8 @@ def register_model(
     readout: str,
     stacked: str | None = None,
     description: str = "",
+    inputs: str | None = None,
+    in_dim: str = "flat",
 ):
     """Register a model factory ``(in_dim, out_dim, **params) -> nn.Module`` under ``name``.
 
@@ -112,8 +122,12 @@ def register_model(
     ... def gelu_mlp(in_dim, out_dim, width=64): ...
     """
 
+    if in_dim not in IN_DIMS:
+        raise RegistryError(f"model '{name}': in_dim must be one of {IN_DIMS}, not {in_dim!r}")
+
     def decorate(factory: Callable) -> Callable:
-        spec = ModelSpec(name, factory, layers, readout, stacked, description or _first_line(factory))
+        doc = description or _first_line(factory)
+        spec = ModelSpec(name, factory, layers, readout, stacked, doc, inputs, in_dim)
         _add(MODELS, "model", spec)
         return factory
 

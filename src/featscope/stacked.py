@@ -80,7 +80,11 @@ def _inputs(model_cfg, params, x, shared) -> torch.Tensor:
 
 
 def _activation(model_cfg) -> str:
-    return model_cfg.get("activation", "square" if model_cfg["name"] == "onehot" else "relu")
+    if "activation" in model_cfg:
+        return model_cfg["activation"]
+    from .architectures import model_spec  # the factory's default where the block has none
+
+    return model_spec(model_cfg["name"]).defaults["activation"]
 
 
 def _hidden_names(params) -> list[str]:

@@ -156,16 +156,23 @@ def _optimizer(cfg: dict, params):
     raise ValueError(f"unknown optimiser '{name}'")
 
 
-def _trainable(model, which: str):
+def _readout(model, name: str):
+    """The model's readout module, at the path its architecture registered."""
+    from .architectures import model_spec
+
+    return model.get_submodule(model_spec(name).readout)
+
+
+def _trainable(model, which: str, readout):
     """'all' trains every parameter; 'readout' freezes the features (coefficient learning)."""
     if which == "all":
         return list(model.parameters())
     if which == "readout":
         for p in model.parameters():
             p.requires_grad_(False)
-        for p in model.readout.parameters():
+        for p in readout.parameters():
             p.requires_grad_(True)
-        return list(model.readout.parameters())
+        return list(readout.parameters())
     raise ValueError(f"unknown optim.train '{which}'")
 
 
@@ -234,8 +241,9 @@ def train_one(
 
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], _in_dim(x, cfg["model"]["name"]), out_dim).to(device)
-    opt = _optimizer(cfg["optim"], _trainable(model, cfg["optim"].get("train", "all")))
-    _training_mode(model, cfg["optim"].get("train", "all"))
+    readout = _readout(model, cfg["model"]["name"])
+    opt = _optimizer(cfg["optim"], _trainable(model, cfg["optim"].get("train", "all"), readout))
+    _training_mode(model, cfg["optim"].get("train", "all"), readout)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup(cfg["optim"].get("warmup_steps", 0)))
     criterion = loss_fn(kind, cfg["train"]["loss"])
     total = cfg["train"]["steps"]
@@ -335,9 +343,11 @@ def train_one(
 
 
 def _in_dim(x: torch.Tensor, model: str) -> int:
-    """Input size a model needs: an MLP sees each sample as a vector (C·H·W for an image),
-    a convolutional net needs the channels."""
-    return int(x[0].numel()) if model == "mlp" or x.dim() == 2 else int(x.shape[1])
+    """Input size a model needs, as its architecture registered: an MLP sees each sample as
+    a vector (C·H·W for an image), a convolutional net needs the channels."""
+    from .architectures import in_dim_of, model_spec
+
+    return in_dim_of(model_spec(model), tuple(x.shape[1:]))
 
 
 def _finite(model) -> bool:
@@ -390,11 +400,11 @@ def _restore(path, key, st, model, opt, sched) -> None:
         st[k] = saved[k]
 
 
-def _training_mode(model, which: str) -> None:
+def _training_mode(model, which: str, readout) -> None:
     """Train mode, except that frozen features also keep their batch-norm statistics frozen."""
     if which == "readout":
         model.eval()
-        model.readout.train()
+        readout.train()
     else:
         model.train()
 

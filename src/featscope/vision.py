@@ -27,9 +27,9 @@ class _WithFeatures(nn.Module):
         z = self.body(x).flatten(1)
         if len(self.hidden):
             pre = self.hidden[0](z)
-            post = torch.relu(pre)
-        else:
-            pre = post = z
+            post = self.act(pre)
+        else:  # the pooled body's output is the one layer: hooks on `act` (an identity) see it
+            pre = post = self.act(z)
         return self.readout(post), Features(z, {"h1": pre}, {"h1": post})
 
     def forward(self, x):
@@ -53,6 +53,7 @@ class SmallCNN(_WithFeatures):
             nn.AdaptiveAvgPool2d(4),
         )
         self.hidden = nn.ModuleList([nn.Linear(64 * 16, width)])
+        self.act = nn.ReLU()
         self.readout = nn.Linear(width, classes)
 
 
@@ -71,6 +72,7 @@ class VGG(_WithFeatures):
                 c = v
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
         self.hidden = nn.ModuleList([nn.Linear(512, width)])
+        self.act = nn.ReLU()
         self.readout = nn.Linear(width, classes)
 
 
@@ -102,4 +104,5 @@ class ResNet18(_WithFeatures):
             cin = cout
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
         self.hidden = nn.ModuleList()
+        self.act = nn.Identity()
         self.readout = nn.Linear(512, classes)

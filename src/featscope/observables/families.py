@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..packing import STACKED_MODELS
+from ..packing import has_stacked_form
 from . import dynamics as _dyn
 from . import linreg as _linreg
 from . import nonlinearity as _nl
@@ -21,11 +21,35 @@ _rows = Rows.per_checkpoint
 
 
 def nonlinearity(snap, params: dict, state: dict) -> Rows:
+    """Active rates and nonlinear/dead/linear neuron counts of each hidden layer; the counts
+    are refused for a layer whose activation is not of the ReLU family (see `nonlinearity`)."""
+    if "activations" not in state:
+        state["activations"] = _activations(snap)
+    for layer, activation in state["activations"].items():
+        _nl.check_relu_family(activation, "" if layer is None else f" (layer {layer})")
     blocks = []
     for layer, rate in snap.active_rates().items():
         blocks += [(name, layer, count(rate)) for name, count in _nl.count_from_rate.items()]
         blocks.append(("active_rate", layer, rate))
     return _rows(snap.steps, blocks)
+
+
+def _activations(snap) -> dict[str, str]:
+    """Layer -> the name of its activation: a built-in's ``activation`` parameter for all its
+    layers (key None; ``relu`` where it has none), or the class of the module a layer map reads."""
+    from ..models import Activation
+
+    where = (snap.bundle or {}).get("layer_map")
+    if where is None:
+        from ..architectures import model_spec
+
+        model = snap.bundle["model"]
+        activation = model_spec(model["name"]).resolve(model).get("activation", "relu")
+        return {None: activation}  # one activation for all its layers
+    return {
+        layer: module.name if isinstance(module, Activation) else type(module).__name__.lower()
+        for layer, module in where.modules.items()
+    }
 
 
 def linreg(snap, params: dict, state: dict) -> Rows:
@@ -49,9 +73,9 @@ def _targets(snap):
 
 
 def spectral(snap, params: dict, state: dict) -> Rows:
-    """Kernel eigen-measures of a layer's features (default: the penultimate) per checkpoint,
+    """Kernel eigen-measures of a layer's features (default: the readout's input) per checkpoint,
     plus eigenfunction drift of the top-`top` subspace against init and the previous checkpoint."""
-    layer = params.get("layer") or list(snap.features.post)[-1]
+    layer = params.get("layer") or snap.features.penultimate_layer
     landmarks, top = params.get("landmarks"), params.get("top", 10)
     target = _targets(snap)
     feats, output, steps = snap.features.layers()[layer], snap.output, snap.steps
@@ -118,8 +142,7 @@ def weights(snap, params: dict, state: dict) -> Rows:
     effective rank and, on modular models, Fourier purity per neuron and distinct frequencies.
     Arrays over the chunk's checkpoints, not one checkpoint at a time; `state` carries the
     run's first and previous checkpoint."""
-    from ..models import layer_of_parameter
-
+    layer_of_parameter = _parameter_layers(snap, state)
     names = [n for n, v in snap.params.items() if v.dim() >= 3]  # (T, out, in): weight matrices
     current = {n: snap.params[n].double() for n in names}
     first = {n: w[0] for n, w in current.items()}
@@ -145,6 +168,19 @@ def weights(snap, params: dict, state: dict) -> Rows:
     if "hidden.0.weight" in snap.params:  # a hidden fully connected layer (not ResNet)
         rows += _neuron_rows(snap, params)
     return rows
+
+
+def _parameter_layers(snap, state: dict):
+    """Parameter name -> layer name, by the model's layer map (`capture.LayerMap.
+    name_parameters`: the weights that feed layer ``h1`` are ``h1``'s, the readout's
+    ``out``, others keep their module's path); found once a run, on one sample."""
+    if "layer_of_parameter" not in state:
+        where = snap.layer_map()
+        if len(where.parameter_layers) == 1:  # only the readout's: not yet named
+            x = torch.as_tensor(snap.data[f"x_{snap.split}"][:1])
+            where.name_parameters(x.float() if x.is_floating_point() else x.long())
+        state["layer_of_parameter"] = where.layer_of_parameter
+    return state["layer_of_parameter"]
 
 
 def _update_cosine_rows(steps, current: dict, state: dict) -> Rows:
@@ -195,16 +231,16 @@ def gradients(snap, params: dict, state: dict) -> Rows:
     from ..training import loss_fn, per_run_loss_and_gradient
 
     bundle = snap.bundle
-    kind = task_kind(bundle["task"])
+    kind = bundle.get("kind") or task_kind(bundle["task"])
     x = torch.as_tensor(snap.data[f"x_{snap.split}"])
     x = x.float() if x.is_floating_point() else x.long()
     y = torch.as_tensor(snap.data[f"y_{snap.split}"])
     y = y.float() if y.is_floating_point() else y.long()
-    if bundle["model"]["name"] in STACKED_MODELS:
+    if bundle.get("layer_map") is None and has_stacked_form(bundle["model"]):
         found = _stacked_gradients(snap, x, y, per_run_loss_and_gradient(kind, bundle["loss"]))
     else:
         found = _one_by_one_gradients(snap, x, y, loss_fn(kind, bundle["loss"]))
-    return _gradient_frame(snap.steps, *found)
+    return _gradient_frame(snap.steps, *found, _parameter_layers(snap, state))
 
 
 def _stacked_gradients(snap, x, y, loss_and_gradient):
@@ -223,11 +259,15 @@ def _stacked_gradients(snap, x, y, loss_and_gradient):
 
 
 def _one_by_one_gradients(snap, x, y, criterion):
-    """As `_stacked_gradients`, one model per checkpoint (vision models, batch norm)."""
+    """As `_stacked_gradients`, one model per checkpoint (models without a stacked form),
+    its layers read by hooks (`featscope.capture`)."""
+    from ..capture import features
+
     grads, post = [], []
+    where = snap.layer_map()
     for i in range(len(snap.steps)):
         model = snap.model_at(i)  # gradients reset: each backward makes new ones
-        out, feats = model.forward_features(x)
+        out, feats = features(model, x, where)
         for h in feats.post.values():
             if h.requires_grad:
                 h.retain_grad()
@@ -241,10 +281,11 @@ def _one_by_one_gradients(snap, x, y, criterion):
     )
 
 
-def _gradient_frame(steps, grads: dict, post: dict) -> Rows:
+def _gradient_frame(steps, grads: dict, post: dict, layer_of_parameter=None) -> Rows:
     """Rows of the gradient observables from gradients and activations stacked over the
     checkpoints `steps`: arrays over checkpoints, no Python per checkpoint."""
-    from ..models import layer_of_parameter
+    if layer_of_parameter is None:
+        from ..models import layer_of_parameter
 
     norms = {name: _dyn.batched_norms(g) for name, g in grads.items()}
     columns = [(None, "grad_norm", torch.stack(list(norms.values())).pow(2).sum(dim=0).sqrt())]

@@ -24,9 +24,34 @@ import torch
 from scipy.linalg.lapack import dpotrs, dpstrf
 
 
-def linreg_residual(features, target, rcond: float | None = None, grams=None) -> torch.Tensor:
+def checked_target(target, classes: int | None, what: str):
+    """`target` as given, or one-hot codes of integer class labels: integer labels without
+    ``classes`` are refused (a least-squares fit on them as numbers fits their order, which
+    class labels do not have)."""
+    if isinstance(target, (np.ndarray, torch.Tensor)):
+        integer = not (target.is_floating_point() if isinstance(target, torch.Tensor) else target.dtype.kind == "f")
+    else:
+        raise TypeError(f"{what}: target must be a numpy array or a torch tensor, not {type(target).__name__}")
+    if classes is None:
+        if integer:
+            raise ValueError(
+                f"{what}: integer targets look like class labels; pass classes= (their number) to use "
+                "their one-hot codes, or float targets to fit them as numbers"
+            )
+        return target
+    labels = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
+    if not integer or labels.ndim != 1 or labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"{what}: classes= needs one integer label in [0, {classes}) per sample")
+    return np.eye(classes)[labels]
+
+
+def linreg_residual(features, target, rcond: float | None = None, grams=None, classes: int | None = None):
     """Residual y - ŷ of the least-squares fit of y on [F, 1]; batched over leading dims.
-    `grams`, if given, are the maps' [F, 1]ᵀ[F, 1] in float64 (see `augmented_grams`)."""
+    `grams`, if given, are the maps' [F, 1]ᵀ[F, 1] in float64 (see `augmented_grams`);
+    integer class labels need ``classes`` (see `checked_target`)."""
+    target = checked_target(target, classes, "linreg")
+    if not isinstance(features, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"linreg: features must be a numpy array or a torch tensor, not {type(features).__name__}")
     f = _as_array(features)  # float32 features go to float64 one map at a time, in `_residual`
     y = _as_float64(target)
     if y.ndim == 1:  # (n,) -> (n, 1); (n, C) and batched targets broadcast as they are
@@ -96,12 +121,14 @@ def augmented_grams(features) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def linreg_loss(features, target, rcond: float | None = None, grams=None) -> torch.Tensor:
+def linreg_loss(features, target, rcond: float | None = None, grams=None, classes: int | None = None):
     """MSE of the least-squares fit of `target` on [features, 1].
 
-    features: (..., n, p); target: (n,), (n, C) or batched alike; grams, if given,
-    `augmented_grams(features)` (..., p + 1, p + 1), already formed by the caller.
-    Returns a float64 tensor with the leading batch shape (a scalar for 2-D input).
+    features: (..., n, p); target: (n,), (n, C) or batched alike, numpy arrays or torch
+    tensors; integer class labels (n,) need ``classes`` (fitted as their one-hot codes)
+    and are refused without. grams, if given, `augmented_grams(features)` (..., p + 1,
+    p + 1), already formed by the caller. Returns a float64 tensor with the leading batch
+    shape (a scalar for 2-D input).
     """
-    res = linreg_residual(features, target, rcond, grams)
+    res = linreg_residual(features, target, rcond, grams, classes)
     return res.pow(2).mean(dim=(-2, -1))

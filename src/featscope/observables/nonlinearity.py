@@ -5,8 +5,14 @@ inputs, the active rate of neuron j is a_j = mean_x [z_j(x) > 0]. A neuron is
 nonlinear if 0 < a_j < 1 (it bends somewhere on the data), dead if a_j = 0,
 and linear (always on) if a_j = 1.
 
-All functions take pre-activations shaped (..., n_samples, width) and reduce
-over the sample axis, so a stack of checkpoints (T, n, width) works as is.
+All functions take pre-activations shaped (..., n_samples, width), as a numpy array
+or a torch tensor, and reduce over the sample axis, so a stack of checkpoints
+(T, n, width) works as is.
+
+The counts are defined for the ReLU family (`RELU_FAMILY`), whose neurons are exactly
+linear where on and constant where off. A smooth activation (tanh, GELU, x²) has no such
+regions: asking for counts of one is refused. The active rate is the share of positive
+pre-activations whatever the activation.
 """
 
 from __future__ import annotations
@@ -14,10 +20,33 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+RELU_FAMILY = ("relu",)  # activations piecewise linear with one kink at 0: the counts' definition
 
-def active_rate(pre: torch.Tensor) -> torch.Tensor:
-    """Per-neuron share of samples with positive pre-activation: (..., width)."""
+
+def active_rate(pre) -> torch.Tensor:
+    """Per-neuron share of samples with positive pre-activation: (..., width), float64."""
+    pre = _as_tensor(pre)
     return _counts(pre).double() / pre.shape[-2]
+
+
+def _as_tensor(pre) -> torch.Tensor:
+    if isinstance(pre, np.ndarray):
+        return torch.from_numpy(pre)
+    if not isinstance(pre, torch.Tensor):
+        raise TypeError(f"pre-activations must be a numpy array or a torch tensor, not {type(pre).__name__}")
+    if pre.dim() < 2:
+        raise ValueError(f"pre-activations must be (..., n_samples, width), not of shape {tuple(pre.shape)}")
+    return pre
+
+
+def check_relu_family(activation: str, where: str = "") -> None:
+    """Refuse neuron counts for an activation outside `RELU_FAMILY`, saying why."""
+    if activation not in RELU_FAMILY:
+        raise ValueError(
+            f"nonlinear/dead/linear neuron counts are defined for ReLU layers{where}, not '{activation}': "
+            "a ReLU neuron is linear where it is on and constant where it is off, a smooth activation "
+            "has no such regions (active_rate, the share of positive pre-activations, is defined for any)"
+        )
 
 
 def active_rates_of_blocks(pre_blocks) -> dict[str, torch.Tensor]:
@@ -58,15 +87,22 @@ def _positive_counts(pre: np.ndarray) -> np.ndarray:
     return counts.astype(np.int64).reshape(*pre.shape[:-2], width)
 
 
-def nonlinear_neurons(pre: torch.Tensor) -> torch.Tensor:
+def nonlinear_neurons(pre, activation: str = "relu") -> torch.Tensor:
+    """Number of neurons (..., ) whose pre-activation is positive on some samples and not on
+    others: they bend somewhere on the data (ReLU family only, see the module docstring)."""
+    check_relu_family(activation)
     return count_from_rate["nonlinear_neurons"](active_rate(pre))
 
 
-def dead_neurons(pre: torch.Tensor) -> torch.Tensor:
+def dead_neurons(pre, activation: str = "relu") -> torch.Tensor:
+    """Number of neurons (..., ) never active on the samples: constant zero (ReLU family only)."""
+    check_relu_family(activation)
     return count_from_rate["dead_neurons"](active_rate(pre))
 
 
-def linear_neurons(pre: torch.Tensor) -> torch.Tensor:
+def linear_neurons(pre, activation: str = "relu") -> torch.Tensor:
+    """Number of neurons (..., ) active on every sample: linear there (ReLU family only)."""
+    check_relu_family(activation)
     return count_from_rate["linear_neurons"](active_rate(pre))
 
 

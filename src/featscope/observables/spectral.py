@@ -162,13 +162,20 @@ def _nnls2(gram: np.ndarray, rhs: np.ndarray) -> tuple[float, float]:
     return float(best[0]), float(best[1])
 
 
-def spectral(features, target, output, landmarks: int | None = None) -> pd.DataFrame:
+def spectral(features, target, output, landmarks: int | None = None, classes: int | None = None) -> pd.DataFrame:
     """All kernel eigen-measures of one feature map, in long form (observable, k, value).
 
-    features: (n, p) penultimate features; target and output: (n, C) or (n,)
-    arrays or tensors (one-hot targets for classification). ``k`` is null for
-    scalar measures.
+    features: (n, p) penultimate features; target and output: (n, C) or (n,) numpy
+    arrays or torch tensors. For classification give one-hot targets, or integer labels
+    (n,) with ``classes``; integer labels without it are refused (as numbers they would
+    be measured as a regression target). ``k`` is null for scalar measures.
     """
+    from .linreg import checked_target
+
+    for name, value in (("features", features), ("output", output)):
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"spectral: {name} must be a numpy array or a torch tensor, not {type(value).__name__}")
+    target = checked_target(target, classes, "spectral")
     return measures(features, *eigensystem(features, landmarks), target, output)
 
 
@@ -221,6 +228,9 @@ def eigen_drift(features_a, features_b, m: int, landmarks: int | None = None) ->
     0 when both span the same top-m functions on the sample (e.g. frozen, rotated
     or rescaled features), 1 when the subspaces are orthogonal.
     """
+    for name, value in (("features_a", features_a), ("features_b", features_b)):
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"eigen_drift: {name} must be a numpy array or a torch tensor, not {type(value).__name__}")
     return subspace_drift(top_subspace(features_a, m, landmarks), top_subspace(features_b, m, landmarks))
 
 
