@@ -149,3 +149,12 @@ def test_cache_restores_all_or_nothing_as_hard_links(tmp_path):
     assert not (tmp_path / "run" / "c").exists()
     with pytest.raises(FileNotFoundError):
         cache.file_digest(tmp_path / "missing")
+
+
+def test_a_cache_entry_changed_in_place_is_not_restored(tmp_path):
+    out = {"a": _touch(tmp_path / "run" / "a.pt", "A")}
+    cache.store(tmp_path / "cache" / "k", out)
+    out["a"].write_text("damaged")  # in place: the cache's link sees it too
+    out["a"].rename(tmp_path / "run" / "a.pt.corrupt")
+    assert not cache.restore(tmp_path / "cache" / "k", out)
+    assert not out["a"].exists() and not (tmp_path / "cache" / "k").exists()

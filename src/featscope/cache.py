@@ -14,9 +14,12 @@ is in its key).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
+
+MANIFEST = "manifest.json"
 
 
 def file_digest(path) -> str:
@@ -41,9 +44,18 @@ def _link(src: Path, dst: Path) -> None:
 
 def restore(entry, outputs: dict) -> bool:
     """Link the files of cache `entry` (a folder) to `outputs` ({name: path}); False, and
-    nothing written, unless all of them are cached."""
+    nothing written, unless all of them are cached with the bytes they were stored with
+    (a file changed in place through one of its links, a damaged checkpoint say, voids
+    the entry)."""
     entry = Path(entry)
-    if not all((entry / name).is_file() for name in outputs):
+    try:
+        digests = json.loads((entry / MANIFEST).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    if not all(name in digests and (entry / name).is_file() for name in outputs):
+        return False
+    if any(file_digest(entry / name) != digests[name] for name in outputs):
+        shutil.rmtree(entry, ignore_errors=True)
         return False
     for name, out in outputs.items():
         _link(entry / name, Path(out))
@@ -51,6 +63,10 @@ def restore(entry, outputs: dict) -> bool:
 
 
 def store(entry, outputs: dict) -> None:
-    """Link `outputs` ({name: path}, written) into cache `entry`."""
+    """Link `outputs` ({name: path}, written) into cache `entry`, with their digests."""
+    entry = Path(entry)
     for name, out in outputs.items():
-        _link(Path(out), Path(entry) / name)
+        _link(Path(out), entry / name)
+    tmp = entry / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({name: file_digest(entry / name) for name in outputs}))
+    os.replace(tmp, entry / MANIFEST)

@@ -117,11 +117,14 @@ def train_block_job(
     log=None,
     resume_dir=None,
     resume_every: float = 60.0,
+    keep_checkpoints: bool = True,
 ) -> None:
     """Train a block of runs: `runs` are (run id, training config), `outputs` per run
     {"checkpoints", "metrics", "info"} paths. A run whose results are in `cache_dir` (keyed
     by its training config, see `featscope.cache`) is restored, not trained; the others
-    train together in one pack (alone: as `train_job`), and are stored in the cache."""
+    train together in one pack (alone: as `train_job`), and are stored in the cache.
+    Without `keep_checkpoints` the checkpoints are not cached (a link would keep the disk
+    they take once the workflow drops them), so such runs train again."""
     from . import cache
 
     entries = [Path(cache_dir, fingerprint(cfg)) if cache_dir else None for _, cfg in runs]
@@ -147,7 +150,7 @@ def train_block_job(
         if state:
             state.unlink(missing_ok=True)
     for i in due:
-        if entries[i] is not None:
+        if entries[i] is not None and keep_checkpoints:
             cache.store(entries[i], outputs[i])
 
 

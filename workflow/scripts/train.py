@@ -20,4 +20,5 @@ train_block_job(
     log=snakemake.log[0],
     resume_dir=snakemake.params.resume_dir,
     resume_every=snakemake.config["resume_every"],
+    keep_checkpoints=snakemake.config["keep_checkpoints"],
 )
