@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: setup run test report clean
+.PHONY: setup run test lint report clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ report: run
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The workflow's own checks (CI runs them too); neither writes under results/.
+lint: setup
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
 
 clean:
 	rm -rf results .snakemake
