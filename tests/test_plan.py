@@ -133,6 +133,7 @@ def test_files_no_longer_in_the_config_are_moved_aside_not_deleted(tmp_path):
         moved = study / ".removed" / path.relative_to(study)
         assert not path.exists() and moved.read_text() == path.name
     assert move_aside(tmp_path, current) is None  # nothing left to move
+    assert not (s / "observables" / "family=spectral").exists() and not (tmp_path / "old" / "metrics").exists()
     _touch(s / "metrics" / "seed-0.parquet", "second")  # moved again: kept beside the first
     move_aside(tmp_path, current)
     assert (s / ".removed" / "metrics" / "seed-0.parquet.1").read_text() == "second"

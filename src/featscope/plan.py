@@ -195,7 +195,7 @@ def stray_files(study_dir, current: Current | None) -> list:
 def move_aside(results, current: dict[str, Current]) -> str | None:
     """Move the stray files (see `stray_files`) of every study folder under `results` to
     ``<study>/.removed/<same relative path>`` (a numbered name if one is already there);
-    nothing is deleted. A folder that is not a current study counts as a study when it has
+    no file is deleted (folders left empty are). A folder that is not a current study counts as a study when it has
     a runs table, checkpoints or metrics. Returns the one line that says what was moved."""
     import os
     from pathlib import Path
@@ -219,6 +219,10 @@ def move_aside(results, current: dict[str, Current]) -> str | None:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
             moved[name] = moved.get(name, 0) + 1
+            for folder in path.parents:  # folders left empty go too (a folder dataset of nothing)
+                if folder == study_dir or any(folder.iterdir()):
+                    break
+                folder.rmdir()
     if not moved:
         return None
     where = ", ".join(f"{n} of {s}" for s, n in moved.items())
