@@ -2,7 +2,7 @@
 #   make run    set up .venv and run the default workflow
 #   make test   set up .venv and run the test suite
 # and, for development (.ci/run calls them before `make test`):
-#   make lint   ruff check and ruff format --check
+#   make lint   ruff check and format --check; snakemake --lint and snakefmt --check
 #   make docs   the generated pages checked current, then the site (mkdocs build --strict) into site/
 PYTHON ?= python3
 VENV ?= .venv
@@ -40,6 +40,8 @@ test: setup
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
 
 docs: $(VENV)/.dev-installed
 	$(BIN)/python docs/gen.py --check

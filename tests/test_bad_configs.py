@@ -7,10 +7,9 @@ import sys
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
 import featscope.config as fsconfig
-from featscope.observables import applicability, parameters
+from featscope.configload import load
 
 CORPUS = sorted(pathlib.Path(__file__).parent.joinpath("bad_configs").glob("*.yaml"))
 REPO = pathlib.Path(__file__).parent.parent
@@ -22,11 +21,8 @@ def expected(path):
 
 
 def check_like_the_workflow(config):
-    """The exact sequence of workflow/rules/common.smk."""
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    fsconfig.validate_schema(config, schema)
-    validate(config, str(SCHEMA_PATH), set_default=True)
-    return fsconfig.check(config, schema, applicability(), parameters())
+    """What the Snakefile calls."""
+    return load(config, SCHEMA_PATH)
 
 
 def test_corpus_is_large_enough():
@@ -75,3 +71,5 @@ def test_real_snakemake_refuses_before_any_job(tmp_path, name):
     assert expected(CORPUS[0].parent / f"{name}.yaml") in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()
     assert not os.path.exists(tmp_path / ".snakemake" / "locks") or not os.listdir(tmp_path / ".snakemake" / "locks")
+    assert "Traceback" not in done.stderr and 'File "' not in done.stderr  # the message only
+    assert done.stderr.strip().splitlines()[-1].startswith("invalid config: config key '"), done.stderr

@@ -59,3 +59,42 @@ def test_killed_training_resumes_identically(tmp_path):
     for name, stack in reference.checkpoints["params"].items():
         assert torch.equal(resumed["params"][name], stack), name
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "m.parquet"), reference.metrics)
+
+
+def test_killed_train_block_resumes_identically_and_fills_the_cache(tmp_path):
+    """The workflow's train job: a block of two runs, killed, started again."""
+    from featscope.packed import train_packed
+
+    data = make_dataset(CFG["task"])
+    save_dataset(data, tmp_path / "data.npz")
+    runs = [("r", CFG), ("q", {**CFG, "seed": 4})]
+    outs = [{k: str(tmp_path / f"{run}.{k}") for k in ("checkpoints", "metrics", "info")} for run, _ in runs]
+    code = (
+        "from featscope.pipeline import train_block_job\n"
+        f"train_block_job({runs!r}, {str(tmp_path / 'data.npz')!r}, {outs!r}, cache_dir={str(tmp_path / 'cache')!r},"
+        f" device='cpu', log={str(tmp_path / 'log')!r}, resume_dir={str(tmp_path / 'partial')!r}, resume_every=0.05)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    state = None
+    while time.time() < deadline and state is None:
+        for path in (tmp_path / "partial").glob("pack-*.pt"):
+            try:
+                if torch.load(path, weights_only=False)["step"] > 200:
+                    state = path
+            except Exception:  # being written
+                pass
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state is not None and 0 < torch.load(state, weights_only=False)["step"] < CFG["train"]["steps"]
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert not state.exists()
+
+    reference = train_packed(runs, data)
+    for (run, _), out, ref in zip(runs, outs, reference):
+        resumed = load_torch(out["checkpoints"])
+        for name, stack in ref.checkpoints["params"].items():
+            assert torch.equal(resumed["params"][name], stack), (run, name)
+        pd.testing.assert_frame_equal(pd.read_parquet(out["metrics"]), ref.metrics)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # both runs cached for a later block

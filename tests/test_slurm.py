@@ -156,23 +156,20 @@ def test_slurm_run_equals_local_run(slurm, repo, tmp_path_factory):
     on_slurm = tmp_path_factory.mktemp("slurm")
     local = tmp_path_factory.mktemp("local")
 
-    # Two new seeds: one Slurm job trains both (a pack), one observes both.
+    # Two new seeds: one Slurm job trains both (a block), one per family observes both.
     log = run_on_slurm_and_locally(repo, on_slurm, local, TINY)
     assert len(slurm_logs(on_slurm, "rule_data")) == 1, tail(log)
-    assert len(slurm_logs(on_slurm, "rule_train_pack_*")) == 1, tail(log)
-    assert len(slurm_logs(on_slurm, "rule_observe_pack_*")) == 1, tail(log)
+    assert len(slurm_logs(on_slurm, "rule_train_tiny__*")) == 1, tail(log)
+    assert len(slurm_logs(on_slurm, "rule_observe_tiny__*")) == 2, tail(log)
     # ... by this interpreter's snakemake (the venv: featscope importable in the jobs).
-    train_log = slurm_logs(on_slurm, "rule_train_pack_*")[0].read_text()
+    train_log = slurm_logs(on_slurm, "rule_train_tiny__*")[0].read_text()
     assert f"Command: {os.path.dirname(snakemake.__file__)}" in train_log
 
-    # One seed more: it trains alone, and its two observe jobs go as one Slurm group job.
+    # One seed more: its block reruns on the node, restoring seeds 0 and 1 from the cache.
     more = {"studies": {"tiny": sin2_study(seeds=[0, 1, 2])}}
     log = run_on_slurm_and_locally(repo, on_slurm, local, more)
-    assert len(slurm_logs(on_slurm, "rule_train")) == 1, tail(log)
-    (group_log,) = slurm_logs(on_slurm, "group_observe_observe")
-    command = next(line for line in group_log.read_text().splitlines() if "Command:" in line)
-    assert command.count("observe:study=tiny") == 2, command
-    assert len(slurm_logs(on_slurm, "rule_train_pack_*")) == 1, tail(log)  # nothing retrained
+    train_logs = (on_slurm / "results" / "tiny" / "logs" / "train").glob("*.log")
+    assert "2 of 3 runs restored from the cache, 1 to train" in "".join(p.read_text() for p in train_logs), tail(log)
 
     slurm_results, local_results = read_study(on_slurm), read_study(local)
     assert len(slurm_results["runs"]) == 3 and (slurm_results["runs"].status == "ok").all()

@@ -1,7 +1,6 @@
 """The real snakemake on a tiny config in a temporary directory."""
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -228,7 +227,7 @@ def test_bumping_one_family_reruns_only_it(tiny_results):
     changed = {str(p) for p in before if after.get(p) != before[p]}
     linreg = {str(p) for p in before if "linreg" in str(p)}  # outputs and logs
     assert _mtimes(workdir / "results" / "tiny-cls") == before_cls
-    figures = {str(p) for p in before if str(p).startswith("figures/")}
+    figures = {str(p) for p in before if str(p).startswith(("figures/", "logs/plot/"))}
     assert any("family=linreg" in p for p in linreg) and linreg <= changed
     assert changed - linreg - figures == set(), changed - linreg - figures
 
@@ -318,33 +317,120 @@ def test_second_snakemake_on_the_same_directory_is_refused(tmp_path, repo):
     assert len(pd.read_parquet(tmp_path / "results" / "tiny" / "runs.parquet")) == 2
 
 
-def test_new_seeds_train_together_and_nothing_else_reruns(tmp_path, repo):
+def _inodes(folder):
+    return {p.name: p.stat().st_ino for p in folder.iterdir()}
+
+
+def _log(study, kind):
+    return "".join(p.read_text() for p in sorted((study / "logs" / kind).glob("*.log")))
+
+
+def test_adding_a_seed_trains_and_observes_only_that_run(tmp_path, repo):
     write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1])}})
     first = snakemake(tmp_path, repo)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "train_pack_" in first.stderr and "observe_pack_" in first.stderr  # 2 runs, 1 job each way
     study = tmp_path / "results" / "tiny"
-    before = _mtimes(study / "checkpoints")
+    before = _inodes(study / "checkpoints")
+    observed = _inodes(study / "observables" / "family=linreg")
 
-    # Four new seeds on 2 cores: two packs of two side by side, each way, to keep both busy.
-    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1, 2, 3, 4, 5])}})
-    second = snakemake(tmp_path, repo)  # --cores 2
+    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1, 2])}})
+    second = snakemake(tmp_path, repo)
     assert second.returncode == 0, second.stderr[-3000:]
-    jobs = [line.split("Rule: ")[1].rstrip(")") for line in second.stderr.splitlines() if "(Rule: " in line]
-    assert sorted(j.split("_pack_")[0] for j in jobs) == [
-        "all",
-        "observe",
-        "observe",
-        "phases",
-        "runs_table",
-        "train",
-        "train",
-    ], jobs
-    after = _mtimes(study / "checkpoints")
-    assert {p: after[p] for p in before} == before  # seeds 0 and 1 untouched
-    infos = {s: yaml.safe_load((study / "checkpoints" / f"seed-{s}.json").read_text()) for s in range(6)}
-    assert [infos[s]["packed"] for s in range(6)] == [2] * 6
+    # The block of seeds 0-2 reran, but seeds 0 and 1 came back from the cache: the same
+    # files (inodes), not retrained or re-observed.
+    assert "2 of 3 runs restored from the cache, 1 to train" in _log(study, "train")
+    assert "2 of 3 runs restored from the cache, 1 to observe" in _log(study, "observe")
+    after = _inodes(study / "checkpoints")
+    assert {p: after[p] for p in before} == before and "seed-2.pt" in after
+    assert {p: i for p, i in _inodes(study / "observables" / "family=linreg").items() if p in observed} == observed
+    info = yaml.safe_load((study / "checkpoints" / "seed-2.json").read_text())
+    assert info["packed"] == 1
+    assert sorted(pd.read_parquet(study / "runs.parquet").run) == ["seed-0", "seed-1", "seed-2"]
     assert "Nothing to be done" in snakemake(tmp_path, repo, "--dry-run").stdout
+
+
+def test_removed_runs_leave_the_results_and_the_tables_rebuild(tmp_path, repo):
+    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[0, 1])}})
+    assert snakemake(tmp_path, repo).returncode == 0
+    write_config(tmp_path, {"studies": {"tiny": sin2_study(seeds=[1])}})
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len([line for line in done.stderr.splitlines() if line.startswith("featscope: moved")]) == 1
+    study = tmp_path / "results" / "tiny"
+    for table in ("phases.parquet", "runs.parquet", "observables", "metrics"):
+        assert set(pd.read_parquet(study / table).run) == {"seed-1"}, table
+    assert (study / ".removed" / "checkpoints" / "seed-0.pt").exists()
+    assert (study / ".removed" / "observables" / "family=linreg" / "seed-0.parquet").exists()
+    # Nothing trained or observed again: seed 1's train block is the same job; its observe
+    # blocks lost a member (their input set changed), so they reran and restored it.
+    assert "train_tiny" not in done.stdout + done.stderr
+    assert _log(study, "observe").count("1 of 1 runs restored from the cache, 0 to observe") == 2
+
+    # A study dropped from the config: all its results moved aside.
+    write_config(tmp_path, {"studies": {"other": sin2_study(seeds=[1], observables={}, analyses=[])}})
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (study / "runs.parquet").exists() and not (study / "metrics").exists()
+    assert (study / ".removed" / "runs.parquet").exists()
+
+
+def test_a_family_schedule_change_reobserves_only_that_family(tmp_path, repo):
+    write_config(tmp_path, {"studies": {"tiny": sin2_study()}})
+    assert snakemake(tmp_path, repo).returncode == 0
+    study = tmp_path / "results" / "tiny"
+    before = _mtimes(study)
+    write_config(
+        tmp_path,
+        {"studies": {"tiny": sin2_study(observables={"nonlinearity": {}, "linreg": {"schedule": {"every": 10}}})}},
+    )
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = _mtimes(study)
+    changed = {str(p) for p in before if after.get(p) != before[p]}
+    assert changed == {
+        "observables/family=linreg/seed-0.parquet",
+        "observables/family=linreg/seed-1.parquet",
+        "logs/observe/observe_tiny__linreg__0.log",
+    }, changed  # phases reads only nonlinearity; the study declares no figures
+    steps = pd.read_parquet(study / "observables" / "family=linreg").step.unique()
+    assert sorted(steps) == [0, 10, 20, 30]
+
+
+def test_dry_run_and_lint_write_nothing_under_results(tmp_path, repo):
+    write_config(tmp_path, TINY)
+    assert snakemake(tmp_path, repo, "--dry-run").returncode == 0
+    lint = snakemake(tmp_path, repo, "--lint")
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_partial_configfile_and_one_value_overrides(tmp_path, repo):
+    """A --configfile is merged onto the default config; --config values are YAML numbers."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"studies": {"tiny": sin2_study()}}))
+    (tmp_path / "config.yaml").write_text("studies: {tiny: {optim: {lr: 1e-3}}}\n")  # YAML 1.1: a string
+    done = snakemake(tmp_path, repo, "--config", "studies={tiny: {train: {steps: 20}, seeds: [3]}}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = pd.read_parquet(tmp_path / "results" / "tiny" / "runs.parquet")
+    assert list(runs.run) == ["seed-3"] and runs["optim.lr"].item() == 0.001
+    assert runs["train.steps"].item() == 20 and runs.steps_done.item() == 20
+    assert runs["model.width"].item() == 8  # from the default
+
+
+def test_plugin_family_is_validated_and_observed_by_the_jobs(tmp_path, repo):
+    (tmp_path / "counts_plugin.py").write_text(
+        "from featscope import register_family\n"
+        "register_family('counts', version=1, reads='active rates',"
+        " fn='featscope.observables.families:nonlinearity')\n"
+    )
+    write_config(
+        tmp_path,
+        {"plugins": ["counts_plugin"], "studies": {"tiny": sin2_study(observables={"counts": {}}, analyses=[])}},
+    )
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    obs = pd.read_parquet(tmp_path / "results" / "tiny" / "observables" / "family=counts")
+    assert {"nonlinear_neurons", "dead_neurons"} <= set(obs.observable) and set(obs.run) == {"seed-0", "seed-1"}
 
 
 def test_planning_the_workflow_imports_no_torch(tmp_path, repo):
@@ -365,20 +451,6 @@ def test_planning_the_workflow_imports_no_torch(tmp_path, repo):
     assert f"torch imported: {expected}" in plan.stdout
 
 
-def test_packs_are_cut_to_fill_the_cores_training_counting_its_threads(tmp_path, repo):
-    write_config(tmp_path, {"threads": 2, "studies": {"tiny": sin2_study(seeds=list(range(8)))}})
-
-    def packs(cores):
-        plan = snakemake(tmp_path, repo, "--dry-run", "--cores", str(cores))
-        assert plan.returncode == 0, plan.stderr[-3000:]
-        names = set(re.findall(r"^(train|observe)_pack_([0-9a-f]+)\s+1$", plan.stdout, re.M))  # job stats
-        return sorted(kind for kind, _ in names)
-
-    # 2 cores hold one 2-thread training job but two observe jobs; 4 cores two and four.
-    assert packs(2) == ["observe"] * 2 + ["train"]
-    assert packs(4) == ["observe"] * 4 + ["train"] * 2
-
-
 def test_compact_checkpoints_are_dropped_once_observed(tmp_path, repo):
     study_cfg = sin2_study(checkpoint_dtype="float16")
     write_config(tmp_path, {"keep_checkpoints": False, "studies": {"tiny": study_cfg}})
@@ -397,5 +469,6 @@ def test_compact_checkpoints_are_dropped_once_observed(tmp_path, repo):
     )
     again = snakemake(tmp_path, repo, prelude=bump)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "train_pack_" in again.stderr and not list((study / "checkpoints").glob("*.pt"))
+    assert "train_tiny__seed_0_1" in again.stdout + again.stderr
+    assert not list((study / "checkpoints").glob("*.pt"))
     pd.testing.assert_frame_equal(pd.read_parquet(study / "observables" / "family=linreg"), before)

@@ -118,6 +118,57 @@ def _pack_data(data_path, runs: int):
     return [load_dataset(p) for p in paths]
 
 
+def train_block_job(
+    runs: list[tuple[str, dict]],
+    data_path,
+    outputs: list[dict],
+    cache_dir=None,
+    device: str = "auto",
+    threads: int = 1,
+    log=None,
+    resume_dir=None,
+    resume_every: float = 60.0,
+    keep_checkpoints: bool = True,
+) -> None:
+    """Train a block of runs: `runs` are (run id, training config), `data_path` one dataset
+    all share or one per run (in their order), `outputs` per run
+    {"checkpoints", "metrics", "info"} paths. A run whose results are in `cache_dir` (keyed
+    by its training config, see `featscope.cache`) is restored, not trained; the others
+    train together in one pack (alone: as `train_job`), and are stored in the cache.
+    Without `keep_checkpoints` the checkpoints are not cached (a link would keep the disk
+    they take once the workflow drops them), so such runs train again."""
+    from . import cache
+
+    paths = [data_path] * len(runs) if isinstance(data_path, (str, os.PathLike)) else list(data_path)
+    if len(paths) != len(runs):
+        raise ValueError(f"a block of {len(runs)} runs was given {len(paths)} datasets; give one, or one per run")
+    entries = [Path(cache_dir, fingerprint(cfg)) if cache_dir else None for _, cfg in runs]
+    due = [i for i, entry in enumerate(entries) if entry is None or not cache.restore(entry, outputs[i])]
+    with open(log, "a") if log else open(os.devnull, "w") as log_file:
+        print(f"{len(runs) - len(due)} of {len(runs)} runs restored from the cache, {len(due)} to train", file=log_file)
+    if len(due) == 1:
+        (i,) = due
+        train_job(
+            runs[i][0], runs[i][1], paths[i], *outputs[i].values(), device, threads, log, resume_dir, resume_every
+        )
+    elif due:
+        torch.set_num_threads(threads)
+        todo = [runs[i] for i in due]
+        data = _pack_data([paths[i] for i in due], len(todo))
+        state = Path(resume_dir, f"pack-{fingerprint([r for r, _ in todo])}.pt") if resume_dir else None
+        with open(log, "a") if log else open(os.devnull, "w") as log_file:
+            results = iter_train_packed(
+                todo, data, device, progress=True, log_file=log_file, resume_path=state, resume_every=resume_every
+            )
+            for result, i in zip(results, due):
+                _write_run(result, runs[i][1], *outputs[i].values())  # one run's checkpoints in memory at a time
+        if state:
+            state.unlink(missing_ok=True)
+    for i in due:
+        if entries[i] is not None and keep_checkpoints:
+            cache.store(entries[i], outputs[i])
+
+
 def _write_run(result, train_config, out_checkpoints, out_metrics, out_info) -> None:
     result.info["config_hash"] = fingerprint(train_config)
     io.save_torch(result.checkpoints, out_checkpoints)
@@ -146,6 +197,33 @@ def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None
             tables = observe_tables(item["run"], families, io.load_torch(item["checkpoints"]), datasets[item["data"]])
             for name, (_, out) in item["families"].items():
                 io.write_parquet(tables[name], out)
+
+
+def observe_block_job(items: list[dict], family: str, params: dict, cache_dir=None, log=None) -> None:
+    """Observe one family on a block of runs. Each item: run, checkpoints, data, out. A
+    run whose table is in `cache_dir` (keyed by its checkpoint file's bytes, its dataset and
+    the family's `params`, version included) is restored, not observed again."""
+    from . import cache
+
+    entries = [
+        Path(cache_dir, fingerprint([cache.file_digest(i["checkpoints"]), Path(i["data"]).name, family, params]))
+        if cache_dir
+        else None
+        for i in items
+    ]
+    due = [i for i, e in zip(items, entries) if e is None or not cache.restore(e, {"table.parquet": i["out"]})]
+    with open(log, "a") if log else open(os.devnull, "w") as log_file:
+        print(
+            f"{len(items) - len(due)} of {len(items)} runs restored from the cache, {len(due)} to observe",
+            file=log_file,
+        )
+    todo = [
+        {**{k: i[k] for k in ("run", "checkpoints", "data")}, "families": {family: (params, i["out"])}} for i in due
+    ]
+    observe_pack_job(todo, log=log)
+    for item, entry in zip(items, entries):
+        if entry is not None and item in due:
+            cache.store(entry, {"table.parquet": item["out"]})
 
 
 def runs_row(run: Run, info: dict) -> dict:

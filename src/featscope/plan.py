@@ -1,184 +1,232 @@
-"""The work plan: which runs need training or observing, grouped into packs.
+"""The work plan: which job makes which file, as a pure function of the config.
 
-A grid of thousands of small runs is bound by per-job start-up, so work that is due is
-packed: stale runs that share shapes train in one process (`train_packed`), and stale
-(run, family) pairs of a study are observed by one process. Only what is due goes into a
-pack, so adding seeds still trains only the new runs, and each run keeps its own files.
-Staleness is judged the way a make-like tool judges it: an output missing, or older than
-an input. Plain paths and configs only; nothing here knows about the workflow engine.
+A grid of thousands of small runs is bound by per-job start-up, so runs are trained and
+observed in blocks. A block depends on the config alone, never on files on disk, so every
+output is always made by the same rule from the same inputs and parameters, and Snakemake's
+own rerun triggers (mtime, params, input, code, software-env) say what is out of date:
+
+- a train block holds the runs of one grid point, its seeds cut into blocks of
+  ``pack_size`` (in the config's order); its params are the grid point's training config
+  without the seed, so they change exactly when the block's numbers would;
+- an observe block holds up to ``pack_size`` runs of one study for one family; its params
+  are the family's version and parameters, so a change to one family touches only its jobs.
+
+When a block reruns because its member list changed (a seed added), the jobs restore the
+members whose results are in the content-addressed cache (`featscope.cache`) and compute
+only the rest. Plain configs in, names and lists out; nothing here knows the workflow engine.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .config import fingerprint
+from .config import Run, fingerprint
 from .packing import pack_key
 
 
-@dataclass
-class RunFiles:
-    """The files of one run: its config stamp, inputs and outputs."""
+@dataclass(frozen=True)
+class Block:
+    """The runs one job trains, or observes for one family."""
 
-    stamp: str  # the run's training config as JSON; rewritten only when it changes
-    data: str
-    checkpoints: str
-    metrics: str
-    info: str
-    observables: dict  # family -> path
-    family_stamps: dict  # family -> path of that family's version + parameters
-
-
-@dataclass
-class Pack:
-    id: str
+    name: str  # the rule's name
+    kind: str  # "train" or "observe"
     study: str
-    members: list  # run ids (dataset ids in a data pack)
-    families: dict = field(default_factory=dict)  # observe packs: run id -> due families
-
-    def as_dict(self) -> dict:
-        return {"id": self.id, "study": self.study, "members": self.members, "families": self.families}
+    members: tuple  # run ids, in the config's order
+    family: str | None = None
 
 
-def _mtime(path) -> float | None:
-    try:
-        return os.stat(path).st_mtime
-    except FileNotFoundError:
-        return None
+def _slug(text: str) -> str:
+    return re.sub(r"\W", "_", text)
 
 
-def is_stale(outputs, inputs) -> bool:
-    """An output is missing, an input is missing (it will be rebuilt), or an input is newer."""
-    outs = [_mtime(p) for p in outputs]
-    ins = [_mtime(p) for p in inputs]
-    if None in outs or None in ins:
-        return True
-    return bool(ins) and min(outs) < max(ins)
-
-
-def write_stamp(path, obj) -> bool:
-    """Write `obj` as JSON unless the file already holds exactly that; True if written.
-    Its modification time then changes only with its content, so it can stand as an input."""
-    text = json.dumps(obj, sort_keys=True, indent=1, default=str)
-    path = Path(path)
-    try:
-        if path.read_text() == text:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return True
-
-
-def due_work(files: RunFiles, keep_checkpoints: bool) -> tuple[bool, list]:
-    """(whether the run must train, the families it must observe)."""
-    train_outputs = [files.metrics, files.info] + ([files.checkpoints] if keep_checkpoints else [])
-    train = is_stale(train_outputs, [files.stamp, files.data])
-    have_checkpoints = _mtime(files.checkpoints) is not None
-    inputs = [files.data] + ([files.checkpoints] if have_checkpoints else [])
-    families = [
-        f for f, out in files.observables.items() if train or is_stale([out], inputs + [files.family_stamps[f]])
-    ]
-    if families and not have_checkpoints:
-        train = True  # checkpoints were dropped after observing; observing again needs them
-    return train, families
-
-
-def plan_study(
-    study: str, runs: list[tuple[str, dict]], files: dict, keep_checkpoints: bool, size: int
-) -> tuple[list[Pack], list[Pack]]:
-    """Train packs and observe packs (two runs or more each) of one study's due work."""
-    if size < 2:
-        return [], []
-    train_groups: dict[str, list] = {}
-    observe_items = []
-    for run_id, cfg in runs:
-        key = pack_key(cfg)
-        if key is None:  # big or batch-norm models: one job per run keeps them parallel
-            continue
-        train, families = due_work(files[run_id], keep_checkpoints)
-        if train:
-            train_groups.setdefault(key, []).append(run_id)
-        if families:
-            observe_items.append((run_id, families))
-    train_packs = [
-        _train_pack(study, chunk) for group in train_groups.values() for chunk in _chunks(group, size) if len(chunk) > 1
-    ]
-    observe_packs = [_observe_pack(study, chunk) for chunk in _chunks(observe_items, size) if len(chunk) > 1]
-    return train_packs, observe_packs
-
-
-def spread(packs: list[Pack], workers: int) -> list[Pack]:
-    """`packs` cut into near-equal parts of two runs or more, each into as few parts as keep
-    them within their share, 1/`workers` of all the packs' runs (or into pairs and triples
-    where that share is under two runs).
-
-    One big pack leaves all but one core idle on a machine that runs jobs side by side: on
-    2 cores two 1-thread packs of 8 runs train 16 seeds about twice as fast as one 16-run
-    pack on 1 thread, and as fast as on 2 (see README, Benchmarks). Parts stop at two runs:
-    a run on its own would go to one-run jobs, one per family for observing, and a small
-    study would then pay a process start-up per job for the cores it gains."""
-    share = -(-sum(len(p.members) for p in packs) // max(workers, 1))
-    return [q for p in packs for q in _split(p, _parts(len(p.members), share))]
-
-
-def _parts(n: int, share: int) -> int:
-    """The fewest near-equal parts of n runs with none over `share` runs, or over the least
-    that parts of two runs or more allow."""
-    if n < 4:  # no two parts of two runs
-        return 1
-    most = max(share, -(-n // (n // 2)))
-    return -(-n // most)
-
-
-def _split(pack: Pack, k: int) -> list[Pack]:
-    if k <= 1:
-        return [pack]
-    n = len(pack.members)
-    bounds = [n * i // k for i in range(k + 1)]
-    chunks = [pack.members[a:b] for a, b in zip(bounds, bounds[1:])]
-    if pack.families:
-        return [_observe_pack(pack.study, [(r, pack.families[r]) for r in chunk]) for chunk in chunks]
-    return [_train_pack(pack.study, chunk) for chunk in chunks]
-
-
-def _train_pack(study: str, runs: list) -> Pack:
-    return Pack(fingerprint(["train", study, runs]), study, runs)
-
-
-def _observe_pack(study: str, items: list) -> Pack:
-    """`items`: (run id, its due families) pairs."""
-    return Pack(fingerprint(["observe", study, items]), study, [r for r, _ in items], dict(items))
-
-
-def covered_studies(packs: list[Pack], runs: dict, families: dict | None = None) -> list[str]:
-    """Studies whose every run (every run and family, given `families`: study -> names) is
-    in one of `packs`; their files need no one-run rule."""
-    covered: dict[str, set] = {}
-    for pack in packs:
-        covered.setdefault(pack.study, set()).update((r, f) for r in pack.members for f in pack.families.get(r, [None]))
-    wanted = (lambda study: families[study]) if families is not None else (lambda study: [None])
-    return [
-        study
-        for study, items in covered.items()
-        if all((run, f) in items for run in runs[study] for f in wanted(study))
-    ]
-
-
-def plan_datasets(datasets: dict, paths: dict, size: int) -> list[Pack]:
-    """Packs of the missing datasets (id -> task config) that are generated locally; a
-    download keeps a job of its own. `paths`: id -> the dataset's file."""
-    from .tasks import DOWNLOADED
-
-    due = [d for d, task in datasets.items() if task["name"] not in DOWNLOADED and _mtime(paths[d]) is None]
-    return [Pack(fingerprint(["data", chunk]), "data", chunk) for chunk in _chunks(due, size) if len(chunk) > 1]
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
 
 
 def _chunks(items: list, size: int) -> list[list]:
+    size = max(size, 1)
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def train_blocks(runs: dict[str, list[Run]], pack_size: int) -> list[Block]:
+    """Train blocks of every study: one grid point's seeds in chunks of `pack_size`; a run
+    that cannot be packed (`featscope.packing.pack_key` is None) is a block on its own."""
+    blocks = []
+    for study, study_runs in runs.items():
+        points: dict[str, list[Run]] = {}
+        for run in study_runs:
+            points.setdefault(json.dumps(run.grid, sort_keys=True, default=str), []).append(run)
+        for point in points.values():
+            size = pack_size if pack_key(point[0].train_config) is not None else 1
+            for chunk in _chunks(point, size):
+                label = chunk[0].id.rsplit("seed-", 1)[0] + f"seed-{chunk[0].seed}"
+                if len(chunk) > 1:
+                    label += f"-{chunk[-1].seed}"
+                blocks.append((study, label, tuple(r.id for r in chunk)))
+    names = _unique([f"train_{_slug(s)}__{_slug(label)}" for s, label, _ in blocks])
+    return [Block(n, "train", s, m) for n, (s, _, m) in zip(names, blocks)]
+
+
+def observe_blocks(runs: dict[str, list[Run]], families: dict[str, list[str]], pack_size: int) -> list[Block]:
+    """Observe blocks: per study and family, the study's runs in chunks of `pack_size`."""
+    blocks = []
+    for study, study_runs in runs.items():
+        for family in families[study]:
+            for i, chunk in enumerate(_chunks([r.id for r in study_runs], pack_size)):
+                name = f"observe_{_slug(study)}__{family}__{i}"
+                blocks.append(Block(name, "observe", study, tuple(chunk), family))
+    return blocks
+
+
+def train_params(run: Run) -> dict:
+    """What a train block's outputs are made from besides its inputs: the grid point's
+    training config without the seed (the same for every member)."""
+    return {k: v for k, v in run.train_config.items() if k != "seed"}
+
+
+def runs_digest(runs: list[Run]) -> str:
+    """A short stand-in for everything the runs table is made from: run ids and training
+    configs (not observables or figures, which it does not show)."""
+    return fingerprint([(r.id, r.train_config, r.grid) for r in runs])
+
+
+# ---------------------------------------------------------------- analyses, figures
+@dataclass(frozen=True)
+class Needs:
+    """What an analysis or figure reads besides the runs table and metrics."""
+
+    families: tuple = ()
+    analyses: tuple = ()
+    params: str | None = None  # the study's config block holding its parameters
+    per_axis: bool = False
+
+
+# Built-in analyses and figures until they register through featscope.registry. Figures
+# read all the study's families and tables, as the per-study plot job did.
+_BUILT_IN_ANALYSES = {
+    "phases": Needs(("nonlinearity",), (), "phases"),
+    "regimes": Needs(("spectral",), (), "regimes"),
+    "stages": Needs(("weights", "gradients"), (), "stages"),
+    "grokking": Needs(),
+    "scaling": Needs((), ("grokking",)),
+}
+_BUILT_IN_FIGURES = ("loss_neurons", "linreg", "axes", "spectrum", "cumulative", "effective_dim", "regimes")
+_BUILT_IN_FIGURES += ("stages", "dynamics", "scaling")
+
+
+def analysis_needs(name: str, study: dict) -> Needs:
+    """The inputs of analysis `name` in `study` (a defaults-filled study config)."""
+    from .registry import ANALYSES
+
+    if name in ANALYSES:
+        spec = ANALYSES[name]
+        return Needs(tuple(spec.families), tuple(spec.analyses), spec.params)
+    return _BUILT_IN_ANALYSES[name]
+
+
+def figure_needs(name: str, study: dict) -> Needs:
+    """The inputs of figure `name` (an entry of the study's ``figures``)."""
+    from .registry import FIGURES
+
+    if name in FIGURES:
+        spec = FIGURES[name]
+        return Needs(tuple(spec.families), tuple(spec.analyses), None, spec.per_axis)
+    if name not in _BUILT_IN_FIGURES:
+        raise KeyError(name)
+    tables = tuple(study.get("analyses") or [])
+    return Needs(tuple(study.get("observables") or {}), tables, None, name == "axes")
+
+
+def figures(study: dict) -> dict[str, tuple[str, str | None]]:
+    """Output figure name -> (figure, grid axis or None); a per-axis figure is drawn once
+    per grid axis, as ``axis-<axis>``."""
+    out = {}
+    for name in study.get("figures") or []:
+        if figure_needs(name, study).per_axis:
+            out.update({f"axis-{axis}": (name, axis) for axis in study.get("grid") or {}})
+        else:
+            out[name] = (name, None)
+    return out
+
+
+@dataclass
+class Current:
+    """What a study's folder should hold, for `stray_files`."""
+
+    runs: set = field(default_factory=set)
+    families: set = field(default_factory=set)
+    tables: set = field(default_factory=set)  # file names: runs.parquet, phases.parquet, ...
+    figures: set = field(default_factory=set)  # file names
+
+
+def current_files(study: dict, run_ids, families, tables, figure_names) -> Current:
+    """What a study's folder should hold: file names of its runs, families, tables and figures."""
+    return Current(set(run_ids), set(families), set(tables), {f"{f}.png" for f in figure_names})
+
+
+def stray_files(study_dir, current: Current | None) -> list:
+    """Files in a study's folder that the config no longer makes (`current` None: the
+    study itself is gone): runs' checkpoints, metrics and observables, families, tables
+    and figures. Logs, in-progress state and anything else are left alone."""
+    from pathlib import Path
+
+    study_dir = Path(study_dir)
+    cur = current or Current()
+    stray = []
+    for sub, suffixes in (("checkpoints", (".pt", ".json")), ("metrics", (".parquet",))):
+        for path in sorted(study_dir.glob(f"{sub}/*")):
+            if path.is_file() and path.suffix in suffixes and path.stem not in cur.runs:
+                stray.append(path)
+    for folder in sorted(study_dir.glob("observables/family=*")):
+        keep_family = folder.name.removeprefix("family=") in cur.families
+        stray += [p for p in sorted(folder.glob("*.parquet")) if not (keep_family and p.stem in cur.runs)]
+    stray += [p for p in sorted(study_dir.glob("*.parquet")) if p.name not in cur.tables]
+    stray += [p for p in sorted(study_dir.glob("figures/*.png")) if p.name not in cur.figures]
+    return stray
+
+
+def move_aside(results, current: dict[str, Current]) -> str | None:
+    """Move the stray files (see `stray_files`) of every study folder under `results` to
+    ``<study>/.removed/<same relative path>`` (a numbered name if one is already there);
+    no file is deleted (folders left empty are). A folder that is not a current study counts as a study when it has
+    a runs table, checkpoints or metrics. Returns the one line that says what was moved."""
+    import os
+    from pathlib import Path
+
+    results = Path(results)
+    moved: dict[str, int] = {}
+    if not results.is_dir():
+        return None
+    for study_dir in sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        name = study_dir.name
+        if name not in current and not any(
+            (study_dir / f).exists() for f in ("runs.parquet", "checkpoints", "metrics")
+        ):
+            continue  # the datasets' folder, or not a study
+        for path in stray_files(study_dir, current.get(name)):
+            target = study_dir / ".removed" / path.relative_to(study_dir)
+            n = 1
+            while target.exists():
+                target = target.with_name(f"{path.name}.{n}")
+                n += 1
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved[name] = moved.get(name, 0) + 1
+            for folder in path.parents:  # folders left empty go too (a folder dataset of nothing)
+                if folder == study_dir or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+    if not moved:
+        return None
+    where = ", ".join(f"{n} of {s}" for s, n in moved.items())
+    return (
+        f"featscope: moved files of runs, families or studies no longer in the config to "
+        f"{results}/<study>/.removed/ (nothing deleted): {where}"
+    )

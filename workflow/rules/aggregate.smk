@@ -1,92 +1,35 @@
-localrules:
-    runs_table,
-    phases,
-    regimes,
-    stages,
-    grokking,
-    scaling,
-
-
 rule runs_table:
     """One row per run: resolved config, status, steps done, wall time, device, versions."""
     input:
         info=lambda w: per_run(RUN_INFO, w.study),
     output:
         RUNS_TABLE,
-    params:
-        runs=lambda w: [run.as_dict() for run in RUNS[w.study]],
+    log:
+        f"{LOGS}/runs_table.log",
+    localrule: True
     conda:
         "../../envs/featscope.yaml"
+    params:
+        # The runs' ids and training configs, as a fingerprint (the job reads the config).
+        runs=lambda w: plan.runs_digest(RUNS[w.study]),
     script:
         "../scripts/runs_table.py"
 
 
-rule phases:
-    """Phase boundaries and Phase IV decay rate per run (nonlinearity study)."""
+rule analysis:
+    """One analysis table of a study (featscope.registry.ANALYSES)."""
     input:
-        metrics=lambda w: per_run(METRICS, w.study),
-        nonlinearity=lambda w: per_run(OBSERVABLES, w.study, family="nonlinearity"),
+        unpack(analysis_inputs),
     output:
-        PHASES,
+        TABLE,
+    log:
+        f"{LOGS}/analysis/{{analysis}}.log",
+    wildcard_constraints:
+        analysis="|".join(ANALYSES) or "no-analysis",
+    localrule: True
+    conda:
+        "../../envs/featscope.yaml"
     params:
-        phases=lambda w: study_of(w)["phases"],
-    conda:
-        "../../envs/featscope.yaml"
+        params=analysis_params,
     script:
-        "../scripts/phases.py"
-
-
-rule regimes:
-    """Coefficient / MF / EF label per run and checkpoint from the kernel eigen-measures."""
-    input:
-        runs=RUNS_TABLE,
-        spectral=lambda w: per_run(OBSERVABLES, w.study, family="spectral"),
-    output:
-        REGIMES,
-    params:
-        rules=lambda w: study_of(w)["regimes"],
-    conda:
-        "../../envs/featscope.yaml"
-    script:
-        "../scripts/regimes.py"
-
-
-rule stages:
-    """Grokking stage (lazy / independent / interactive / converged) per run and checkpoint."""
-    input:
-        metrics=lambda w: per_run(METRICS, w.study),
-        weights=lambda w: per_run(OBSERVABLES, w.study, family="weights"),
-        gradients=lambda w: per_run(OBSERVABLES, w.study, family="gradients"),
-    output:
-        STAGES,
-    params:
-        rules=lambda w: study_of(w)["stages"],
-    conda:
-        "../../envs/featscope.yaml"
-    script:
-        "../scripts/stages.py"
-
-
-rule grokking:
-    """Per run: when train and test accuracy are reached, and the grokking delay between them."""
-    input:
-        metrics=lambda w: per_run(METRICS, w.study),
-    output:
-        GROKKING,
-    conda:
-        "../../envs/featscope.yaml"
-    script:
-        "../scripts/grokking.py"
-
-
-rule scaling:
-    """Generalisation rate over M x training fraction, critical fractions, n_crit = c M ln M fit."""
-    input:
-        runs=RUNS_TABLE,
-        grokking=GROKKING,
-    output:
-        SCALING,
-    conda:
-        "../../envs/featscope.yaml"
-    script:
-        "../scripts/scaling.py"
+        "../scripts/analysis.py"

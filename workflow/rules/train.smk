@@ -1,62 +1,29 @@
-def train_outputs(study, run_ids):
-    """Checkpoints (dropped once observed when keep_checkpoints is false), metrics, run info."""
-    ckpts = [CHECKPOINTS.format(study=study, run=r) for r in run_ids]
-    return {"checkpoints": ckpts if config["keep_checkpoints"] else [temp(c) for c in ckpts],
-            "metrics": [METRICS.format(study=study, run=r) for r in run_ids],
-            "info": [RUN_INFO.format(study=study, run=r) for r in run_ids]}
+# One rule per train block (featscope.plan.train_blocks): a grid point's seeds, trained
+# together. Its params are what its outputs are made from, the member list left out.
+for block in TRAIN_BLOCKS:
 
-
-rule train:
-    """Train one run: checkpoints on the study's schedule + a dense per-step metrics log."""
-    wildcard_constraints:
-        study=solo_study_constraint("train_pack_"),
-    input:
-        data=lambda w: DATA.format(dataset=run_of(w).dataset_id),
-        stamp=STAMP,  # the run's training config; editing observables or figures never retrains
-    output:
-        checkpoints=CHECKPOINTS if config["keep_checkpoints"] else temp(CHECKPOINTS),
-        metrics=METRICS,
-        info=RUN_INFO,
-    params:
-        # In-progress state of a killed job; not an output, so Snakemake leaves it alone.
-        resume_dir=lambda w: f"{R}/{w.study}/.partial",
-    threads: config["threads"]
-    resources:
-        mem_mb=2000,
-        runtime=60,
-        gpu=TRAIN_GPUS,
-    log:
-        f"{LOGS}/train/{{run}}.log",
-    conda:
-        "../../envs/featscope.yaml"
-    script:
-        "../scripts/train.py"
-
-
-# Packs: the due runs that share shapes train together in one job (see featscope.plan).
-# Their rules name their files outright, so Snakemake prefers them to `train`, which stays
-# the rule for anything else (a single run, a deleted checkpoint, --forcerun).
-for name, pack in PACKS.items():
-    if name.startswith("train_pack_"):
-        rule:
-            name:
-                name
-            input:
-                # one file all members share, or one per member (task.split: per_seed), in their order
-                data=[DATA.format(dataset=RUN_INDEX[(pack.study, r)].dataset_id) for r in pack.members],
-                stamps=[STAMP.format(study=pack.study, run=r) for r in pack.members],
-            output:
-                **train_outputs(pack.study, pack.members),
-            params:
-                resume_dir=f"{R}/{pack.study}/.partial",
-            threads: config["threads"]
-            resources:
-                mem_mb=grows_with_attempt(2000 + 100 * len(pack.members)),
-                runtime=grows_with_attempt(120),
-                gpu=TRAIN_GPUS,
-            log:
-                f"{LOGS.format(study=pack.study)}/train/pack-{pack.id}.log",
-            conda:
-                "../../envs/featscope.yaml"
-            script:
-                "../scripts/train_pack.py"
+    rule:
+        name:
+            block.name
+        input:
+            # one file all members share, or one per member (task.split: per_seed), in their order
+            data=block_data(block),
+        output:
+            **train_outputs(block),
+        log:
+            f"{LOGS.format(study=block.study)}/train/{block.name}.log",
+        conda:
+            "../../envs/featscope.yaml"
+        threads: config["threads"]
+        resources:
+            mem_mb=grows_with_attempt(2000 + 100 * len(block.members)),
+            runtime=grows_with_attempt(60 + 30 * len(block.members)),
+            gpu=TRAIN_GPUS,
+        params:
+            config=plan.train_params(RUN_INDEX[(block.study, block.members[0])]),
+            # In-progress state of a killed job and finished runs; not outputs, so
+            # Snakemake leaves them alone when it reruns the job.
+            resume_dir=f"{R}/{block.study}/.partial",
+            cache=f"{CACHE}/train",
+        script:
+            "../scripts/train.py"

@@ -1,4 +1,4 @@
-from featscope.io import read_json
-from featscope.pipeline import data_job
+# featscope.tasks alone: a data job needs no torch.
+from featscope.tasks import make_dataset, save_dataset
 
-data_job(read_json(snakemake.input.stamp), snakemake.output[0])
+save_dataset(make_dataset(dict(snakemake.params.task)), snakemake.output[0])
