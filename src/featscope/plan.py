@@ -108,40 +108,22 @@ class Needs:
     per_axis: bool = False
 
 
-# Built-in analyses and figures until they register through featscope.registry. Figures
-# read all the study's families and tables, as the per-study plot job did.
-_BUILT_IN_ANALYSES = {
-    "phases": Needs(("nonlinearity",), (), "phases"),
-    "regimes": Needs(("spectral",), (), "regimes"),
-    "stages": Needs(("weights", "gradients"), (), "stages"),
-    "grokking": Needs(),
-    "scaling": Needs((), ("grokking",)),
-}
-_BUILT_IN_FIGURES = ("loss_neurons", "linreg", "axes", "spectrum", "cumulative", "effective_dim", "regimes")
-_BUILT_IN_FIGURES += ("stages", "dynamics", "scaling")
-
-
 def analysis_needs(name: str, study: dict) -> Needs:
     """The inputs of analysis `name` in `study` (a defaults-filled study config)."""
-    from .registry import ANALYSES
+    from .registry import analysis
 
-    if name in ANALYSES:
-        spec = ANALYSES[name]
-        return Needs(tuple(spec.families), tuple(spec.analyses), spec.params)
-    return _BUILT_IN_ANALYSES[name]
+    spec = analysis(name)
+    return Needs(tuple(spec.families), tuple(spec.analyses), spec.params)
 
 
 def figure_needs(name: str, study: dict) -> Needs:
-    """The inputs of figure `name` (an entry of the study's ``figures``)."""
-    from .registry import FIGURES
+    """The inputs of figure `name` (an entry of the study's ``figures``). A figure that reads
+    an analysis' table only to decorate (e.g. phase shading) gets it when the study makes it."""
+    from .registry import figure
 
-    if name in FIGURES:
-        spec = FIGURES[name]
-        return Needs(tuple(spec.families), tuple(spec.analyses), None, spec.per_axis)
-    if name not in _BUILT_IN_FIGURES:
-        raise KeyError(name)
-    tables = tuple(study.get("analyses") or [])
-    return Needs(tuple(study.get("observables") or {}), tables, None, name == "axes")
+    spec = figure(name)
+    made = [a for a in study.get("analyses") or [] if a not in spec.analyses]
+    return Needs(tuple(spec.families), tuple(spec.analyses) + tuple(made), None, spec.per_axis)
 
 
 def figures(study: dict) -> dict[str, tuple[str, str | None]]:

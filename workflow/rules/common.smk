@@ -3,6 +3,7 @@
 import sys
 
 import featscope.plan as plan
+import featscope.registry as registry
 from featscope.device import trains_on_cuda
 from featscope.observables import FAMILIES
 
@@ -151,3 +152,9 @@ def move_aside_stray_files():
     line = plan.move_aside(R, current)
     if line:
         print(line, file=sys.stderr)
+
+
+def figure_caption(study, figure):
+    """The report caption of output figure `figure` of `study`."""
+    name, axis = plan.figures(config["studies"][study])[figure]
+    return registry.figure(name).caption_for(study, axis)

@@ -11,5 +11,7 @@ rule plot:
         "../../envs/featscope.yaml"
     params:
         figure=lambda w: plan.figures(config["studies"][w.study])[w.figure],
+        # Each figure's own caption (featscope.registry.FIGURES), rendered by figure.rst.
+        caption=lambda w: figure_caption(w.study, w.figure),
     script:
         "../scripts/plot.py"
