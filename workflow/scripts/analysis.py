@@ -1,7 +1,7 @@
 from featscope.configload import load_job_plugins
 
 load_job_plugins()
-from featscope import pipeline  # noqa: E402
+from featscope.analyses import jobs  # noqa: E402  (no torch: these jobs start quickly)
 
 name, study = snakemake.wildcards.analysis, snakemake.wildcards.study
 inputs = snakemake.input
@@ -12,4 +12,4 @@ paths = {
     "tables": {k.removeprefix("table__"): v for k, v in inputs.items() if k.startswith("table__")},
 }
 params = dict(snakemake.params.params)
-pipeline.analysis_job(name, study, paths, params, snakemake.output[0])
+jobs.analysis_job(name, study, paths, params, snakemake.output[0])
