@@ -140,7 +140,8 @@ def train_block_job(
     they take once the workflow drops them), so such runs train again."""
     from . import cache
 
-    paths = [data_path] * len(runs) if isinstance(data_path, (str, os.PathLike)) else list(data_path)
+    paths = [data_path] if isinstance(data_path, (str, os.PathLike)) else list(data_path)
+    paths = paths * len(runs) if len(paths) == 1 else paths
     if len(paths) != len(runs):
         raise ValueError(f"a block of {len(runs)} runs was given {len(paths)} datasets; give one, or one per run")
     entries = [Path(cache_dir, fingerprint(cfg)) if cache_dir else None for _, cfg in runs]

@@ -60,11 +60,14 @@ def block_paths(block, pattern, **fill):
 
 
 def block_data(block):
-    """Each member's dataset, in member order (a train block's are all one file)."""
-    return [
+    """A train block's datasets: one file all members share, or one per member in member
+    order (task.split: per_seed). Listed once each, so that the block's set of inputs does
+    not change with its number of seeds."""
+    paths = [
         DATA.format(dataset=RUN_INDEX[(block.study, run)].dataset_id)
         for run in block.members
     ]
+    return list(dict.fromkeys(paths))
 
 
 def train_outputs(block):

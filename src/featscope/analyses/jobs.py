@@ -38,6 +38,6 @@ def figure_job(name: str, study: str, paths: dict, out, axis: str | None = None)
     fig = spec.fn(AnalysisInputs(study, paths, axis=axis, reader=f"figure '{name}'"))
     if not hasattr(fig, "savefig"):
         raise TypeError(f"figure '{name}' returned {type(fig).__name__}, not a matplotlib Figure")
-    from .plots import save
+    from ..plots import save
 
     save(fig, out)
