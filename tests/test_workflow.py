@@ -117,6 +117,26 @@ def test_results_read_back_with_pandas(tiny_results):
     assert {"loss_neurons.png", "linreg.png", "axis-optim.lr.png"} <= set(os.listdir(study / "figures"))
 
 
+def test_each_figure_has_its_own_caption_in_the_report(tiny_results):
+    """`snakemake --report` on the tiny results: every figure carries the caption its
+    registered figure gives (featscope.registry.FIGURES), not one shared text."""
+    from featscope import registry
+
+    workdir, repo = tiny_results
+    done = snakemake(workdir, repo, "--report", str(workdir / "report.html"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (workdir / "report.html").read_text()
+    registry.load_built_ins()
+    # Four plain words in a row of each caption (rst renders markup and symbols otherwise).
+    seen = set()
+    for name in ("loss_neurons", "linreg", "regimes", "spectrum", "stages", "scaling"):
+        words = registry.figure(name).caption_for("tiny", None).split()
+        plain = [i for i in range(len(words) - 3) if all(w.isalpha() for w in words[i : i + 4])]
+        fragment = " ".join(words[plain[0] : plain[0] + 4])
+        assert fragment in html and fragment not in seen, (name, fragment)
+        seen.add(fragment)
+
+
 def test_spectral_study_and_regimes(tiny_results):
     workdir, _ = tiny_results
     study = workdir / "results" / "tiny-cls"
