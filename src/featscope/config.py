@@ -301,7 +301,8 @@ def _check_analyses(cfg: dict, at: tuple) -> None:
 
 def complete_schema(schema: dict) -> dict:
     """The config schema with what the registries hold filled in: the names a study's
-    ``analyses`` and ``figures`` may list (built-in and plugin ones) and, for a registered
+    ``analyses`` and ``figures`` may list (built-in and plugin ones), the model names (the
+    schema file's built-ins and any registered model) and, for a registered
     analysis whose parameter block the schema lacks, that block (an object, default {}).
     The schema file leaves these open; `validate_schema` and `check` complete it."""
     from . import registry
@@ -314,6 +315,11 @@ def complete_schema(schema: dict) -> dict:
     for key in ("analyses", "figures"):
         if key in study:
             study[key].setdefault("items", {})["enum"] = enums[key]
+    from .architectures import MODELS  # importing it registers the built-in models (no torch)
+
+    name = schema["$defs"].get("model", {}).get("properties", {}).get("name")
+    if name is not None and "enum" in name:  # the file's built-ins, then models plugins registered
+        name["enum"] = list(dict.fromkeys([*name["enum"], *MODELS]))
     for spec in registry.ANALYSES.values():
         if spec.params and spec.params not in study:
             study[spec.params] = {
