@@ -286,3 +286,25 @@ def test_the_observe_model_example_runs_the_page_family_on_any_module(plugins):
     assert set(rows[rows.observable == "linreg_loss"].layer) == {"x", "h1", "h2"}
     assert set(rows[rows.observable == "effective_dim"].layer) == {"h2"}  # the readout's input
     assert sorted(rows.step.unique()) == [0, 100]
+
+
+def test_a_misspelt_parameter_of_the_page_model_is_refused_before_any_job(plugins, monkeypatch):
+    """The page's claim: an unknown key of the plugin model's block is refused, naming it,
+    when the workflow checks the config."""
+    from featscope import configload
+    from featscope.config import ConfigError
+
+    for name in (configload.PLUGINS_ENV, configload.PLUGIN_PATH_ENV):  # restored afterwards
+        monkeypatch.setenv(name, "")
+    (config,) = [c for c in _study_configs() if "scale_growth" in str(c.get("studies"))]
+    schema = PAGE.parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+    configload.load(json_copy(config), schema)  # as on the page: accepted
+    config["studies"]["gelu"]["model"]["widht"] = 8
+    with pytest.raises(ConfigError, match=r"studies\.gelu\.model.*'widht'"):
+        configload.load(config, schema)
+
+
+def json_copy(value):
+    import json
+
+    return json.loads(json.dumps(value))

@@ -253,6 +253,7 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
                     f"config key '{where}.{key}': family '{family}' takes no parameter "
                     f"'{key}' (it takes {sorted(taken)})"
                 )
+    _check_model(cfg["model"], at + ("model",))
     _check_analyses(cfg, at)
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
@@ -261,6 +262,20 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
                 f"config key '{_path(at + ('phases', 'layer'))}': the model of run "
                 f"{run.id} has no layer '{layer}' (it has {model_layer_names(cfg['model'])})"
             )
+
+
+def _check_model(model: dict, at: tuple) -> None:
+    """A registered model's block against its factory's parameters: a plugin model has no
+    schema branch, so an unknown key is refused here, before any job. Only models already
+    registered are checked (looking up the others would import torch while Snakemake starts)."""
+    from .registry import MODELS, RegistryError
+
+    spec = MODELS.get(model["name"])
+    if spec is not None:
+        try:
+            spec.resolve(model)
+        except RegistryError as err:
+            raise ConfigError(f"config key '{_path(at)}': {err}") from None
 
 
 def model_layer_names(cfg: dict) -> list[str]:
