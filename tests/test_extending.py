@@ -45,6 +45,10 @@ def plugins(tmp_path_factory):
     assert set(files) == {"gelu_mlp", "activation_scale", "scale_growth"}, sorted(files)
     for name, code in files.items():
         (folder / f"{name}.py").write_text(code)
+    # Built-ins register on first use: register them now, so that only the plugins' names go afterwards.
+    registry.load_built_ins()
+    import featscope.architectures  # noqa: F401 (registers the built-in models)
+
     before = {r: set(getattr(registry, r)) for r in ("MODELS", "FAMILIES", "ANALYSES", "FIGURES")}
     registry.load_plugins(list(files), search_path=[folder])
     yield {name: sys.modules[name] for name in files}
