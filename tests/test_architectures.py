@@ -19,7 +19,7 @@ from featscope.registry import COMMON_MODEL_PARAMS, MODELS, RegistryError
 
 REPO = pathlib.Path(__file__).parent.parent
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
-BUILT_IN = ["mlp", "modnet", "onehot", "cnn", "vgg16", "resnet18"]
+BUILT_IN = ["mlp", "modnet", "onehot", "cnn", "vgg16", "resnet18", "transformer"]
 
 
 def _schema_branch(name):

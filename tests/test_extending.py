@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -44,6 +45,10 @@ def plugins(tmp_path_factory):
     assert set(files) == {"gelu_mlp", "activation_scale", "scale_growth"}, sorted(files)
     for name, code in files.items():
         (folder / f"{name}.py").write_text(code)
+    # Built-ins register on first use: register them now, so that only the plugins' names go afterwards.
+    registry.load_built_ins()
+    import featscope.architectures  # noqa: F401 (registers the built-in models)
+
     before = {r: set(getattr(registry, r)) for r in ("MODELS", "FAMILIES", "ANALYSES", "FIGURES")}
     registry.load_plugins(list(files), search_path=[folder])
     yield {name: sys.modules[name] for name in files}
@@ -199,3 +204,111 @@ def test_the_readme_family_is_the_page_family(plugins, run, observed):
         assert rows.drop(columns="family", errors="ignore").equals(observed.drop(columns="family", errors="ignore"))
     finally:
         registry.FAMILIES.pop("readme_activation_scale", None)
+
+
+def _study_configs() -> list[dict]:
+    import yaml
+
+    text = PAGE.read_text()
+    return [yaml.safe_load(b) for b in re.findall(r"^```yaml\n(.*?)^```", text, re.DOTALL | re.MULTILINE)]
+
+
+@pytest.mark.workflow
+def test_the_page_plugins_and_config_run_through_the_real_snakemake(tmp_path, repo):
+    """The page's three plugin files beside its combined config (fewer steps), through the
+    real `snakemake`: every family's rows on the model's named layers, the analysis table
+    and its figure, with values recomputed from the checkpoints."""
+    from test_workflow import snakemake, write_config
+
+    (config,) = [c for c in _study_configs() if "scale_growth" in str(c.get("studies"))]
+    files = _plugin_files()
+    assert config["plugins"] == list(files)
+    for name, code in files.items():
+        (tmp_path / f"{name}.py").write_text(code)
+    study = config["studies"]["gelu"]
+    study["train"]["steps"] = 40
+    study["schedule"] = {"every": 10, "log": 0}
+    study["observables"]["activation_scale"] = {"schedule": {"every": 20}}
+    write_config(tmp_path, config)
+    done = snakemake(tmp_path, repo, "--replace-workflow-config")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    out = tmp_path / "results" / "gelu"
+    rows = {f: pd.read_parquet(out / "observables" / f"family={f}") for f in study["observables"]}
+    for family, frame in rows.items():
+        assert set(frame.run) == {"seed-0", "seed-1"}, family
+    assert {"h1", "h2"} <= set(rows["linreg"].layer) and set(rows["activation_scale"].layer) == {"h1", "h2"}
+    assert sorted(rows["linreg"].step.unique()) == [0, 10, 20, 30, 40]
+    assert sorted(rows["activation_scale"].step.unique()) == [0, 20, 40]  # its own schedule
+    assert len(rows["spectral"]) and len(rows["weights"])
+
+    # the family's values from the saved checkpoints and the dataset, by hand
+    from featscope.io import load_torch
+    from featscope.tasks import load_dataset
+
+    (data_file,) = (tmp_path / "results" / "data").glob("*.npz")
+    x = torch.from_numpy(load_dataset(data_file)["x_train"]).double()
+    bundle = load_torch(out / "checkpoints" / "seed-1.pt")
+    steps = [int(s) for s in bundle["steps"]]
+    p = bundle["params"]
+    mine = rows["activation_scale"].query("run == 'seed-1'")
+    for step in (0, 20, 40):
+        t = steps.index(step)
+        h1 = torch.nn.functional.gelu(x @ p["0.weight"][t].double().T + p["0.bias"][t].double())
+        h2 = torch.nn.functional.gelu(h1 @ p["2.weight"][t].double().T + p["2.bias"][t].double())
+        for layer, h in (("h1", h1), ("h2", h2)):
+            got = mine[(mine.step == step) & (mine.layer == layer)].value.item()
+            assert np.isclose(got, h.abs().mean().item(), rtol=1e-5), (step, layer)
+
+    table = pd.read_parquet(out / "scale_growth.parquet")
+    assert len(table) == 4  # two runs × two layers
+    for _, row in table.iterrows():
+        ends = rows["activation_scale"].query("run == @row.run and layer == @row.layer").sort_values("step").value
+        assert np.isclose(row["first"], ends.iloc[0]) and np.isclose(row["ratio"], ends.iloc[-1] / ends.iloc[0])
+    figure = out / "figures" / "scale_growth.png"
+    assert figure.stat().st_size > 1000 and figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_observe_model_example_runs_the_page_family_on_any_module(plugins):
+    """The page's `observe_model` example, on the recipe's model at two states: the plugin
+    family's rows are the mean |GELU activation| of each state, by hand."""
+    (block,) = [b for b in _blocks() if "fs.observe_model(" in b]
+    torch.manual_seed(0)
+    x, y = torch.randn(50, 3), torch.randn(50, 1)
+    gelu_mlp = plugins["gelu_mlp"].gelu_mlp
+    state_0 = {k: v.clone() for k, v in gelu_mlp(3, 1, width=32).state_dict().items()}
+    state_100 = {k: v.clone() for k, v in gelu_mlp(3, 1, width=32).state_dict().items()}
+    scope = {"gelu_mlp": gelu_mlp, "x": x, "y": y, "state_0": state_0, "state_100": state_100}
+    exec(compile(block, "extending.md", "exec"), scope)
+    rows = scope["rows"]
+    for step, state in ((0, state_0), (100, state_100)):
+        h1 = torch.nn.functional.gelu(x @ state["0.weight"].T + state["0.bias"])
+        h2 = torch.nn.functional.gelu(h1 @ state["2.weight"].T + state["2.bias"])
+        for layer, h in (("h1", h1), ("h2", h2)):
+            got = rows[(rows.observable == "mean_abs_activation") & (rows.step == step) & (rows.layer == layer)]
+            assert np.isclose(got.value.item(), h.abs().mean().item(), rtol=1e-5), (step, layer)
+    assert set(rows[rows.observable == "linreg_loss"].layer) == {"x", "h1", "h2"}
+    assert set(rows[rows.observable == "effective_dim"].layer) == {"h2"}  # the readout's input
+    assert sorted(rows.step.unique()) == [0, 100]
+
+
+def test_a_misspelt_parameter_of_the_page_model_is_refused_before_any_job(plugins, monkeypatch):
+    """The page's claim: an unknown key of the plugin model's block is refused, naming it,
+    when the workflow checks the config."""
+    from featscope import configload
+    from featscope.config import ConfigError
+
+    for name in (configload.PLUGINS_ENV, configload.PLUGIN_PATH_ENV):  # restored afterwards
+        monkeypatch.setenv(name, "")
+    (config,) = [c for c in _study_configs() if "scale_growth" in str(c.get("studies"))]
+    schema = PAGE.parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+    configload.load(json_copy(config), schema)  # as on the page: accepted
+    config["studies"]["gelu"]["model"]["widht"] = 8
+    with pytest.raises(ConfigError, match=r"studies\.gelu\.model.*'widht'"):
+        configload.load(config, schema)
+
+
+def json_copy(value):
+    import json
+
+    return json.loads(json.dumps(value))

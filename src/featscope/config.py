@@ -253,6 +253,7 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
                     f"config key '{where}.{key}': family '{family}' takes no parameter "
                     f"'{key}' (it takes {sorted(taken)})"
                 )
+    _check_model(cfg["model"], at + ("model",))
     _check_analyses(cfg, at)
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
@@ -261,6 +262,20 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
                 f"config key '{_path(at + ('phases', 'layer'))}': the model of run "
                 f"{run.id} has no layer '{layer}' (it has {model_layer_names(cfg['model'])})"
             )
+
+
+def _check_model(model: dict, at: tuple) -> None:
+    """A registered model's block against its factory's parameters: a plugin model has no
+    schema branch, so an unknown key is refused here, before any job. Only models already
+    registered are checked (looking up the others would import torch while Snakemake starts)."""
+    from .registry import MODELS, RegistryError
+
+    spec = MODELS.get(model["name"])
+    if spec is not None:
+        try:
+            spec.resolve(model)
+        except RegistryError as err:
+            raise ConfigError(f"config key '{_path(at)}': {err}") from None
 
 
 def model_layer_names(cfg: dict) -> list[str]:
@@ -301,7 +316,8 @@ def _check_analyses(cfg: dict, at: tuple) -> None:
 
 def complete_schema(schema: dict) -> dict:
     """The config schema with what the registries hold filled in: the names a study's
-    ``analyses`` and ``figures`` may list (built-in and plugin ones) and, for a registered
+    ``analyses`` and ``figures`` may list (built-in and plugin ones), the model names (the
+    schema file's built-ins and any registered model) and, for a registered
     analysis whose parameter block the schema lacks, that block (an object, default {}).
     The schema file leaves these open; `validate_schema` and `check` complete it."""
     from . import registry
@@ -314,6 +330,11 @@ def complete_schema(schema: dict) -> dict:
     for key in ("analyses", "figures"):
         if key in study:
             study[key].setdefault("items", {})["enum"] = enums[key]
+    from .architectures import MODELS  # importing it registers the built-in models (no torch)
+
+    name = schema["$defs"].get("model", {}).get("properties", {}).get("name")
+    if name is not None and "enum" in name:  # the file's built-ins, then models plugins registered
+        name["enum"] = list(dict.fromkeys([*name["enum"], *MODELS]))
     for spec in registry.ANALYSES.values():
         if spec.params and spec.params not in study:
             study[spec.params] = {

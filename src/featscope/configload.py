@@ -43,7 +43,8 @@ def load(config: dict, schema_path, search_path=()) -> dict:
         raise ConfigError(f"config key 'plugins': {err}") from None
     os.environ[PLUGINS_ENV] = os.pathsep.join(plugins)
     os.environ[PLUGIN_PATH_ENV] = os.pathsep.join(folders)
-    schema = registry_schema(yaml.safe_load(Path(schema_path).read_text()))
+    # the registries' names (plugins' included) for every step below, defaults too
+    schema = fsconfig.complete_schema(registry_schema(yaml.safe_load(Path(schema_path).read_text())))
     coerce_numbers(config, schema)
     fsconfig.validate_schema(config, schema)  # the message names the key path
     fill_defaults(config, schema)
