@@ -59,15 +59,20 @@ def block_paths(block, pattern, **fill):
     return [pattern.format(study=block.study, run=run, **fill) for run in block.members]
 
 
-def block_data(block):
-    """A train block's datasets: one file all members share, or one per member in member
-    order (task.split: per_seed). Listed once each, so that the block's set of inputs does
-    not change with its number of seeds."""
-    paths = [
+def member_data(block):
+    """Each member's dataset, in member order."""
+    return [
         DATA.format(dataset=RUN_INDEX[(block.study, run)].dataset_id)
         for run in block.members
     ]
-    return list(dict.fromkeys(paths))
+
+
+def block_data(block):
+    """A block's datasets, listed once each, so that its set of inputs does not change with
+    its number of seeds. A train block's are one file all members share, or one per member
+    in member order (task.split: per_seed); an observe block maps them with member_data.
+    """
+    return list(dict.fromkeys(member_data(block)))
 
 
 def train_outputs(block):

@@ -19,6 +19,7 @@ for block in OBSERVE_BLOCKS:
             runtime=grows_with_attempt(30 + 10 * len(block.members)),
         params:
             family=block.family,
+            data=member_data(block),
             config=family_params(block.study, block.family),
             cache=f"{CACHE}/observe",
         script:

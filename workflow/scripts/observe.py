@@ -3,9 +3,7 @@ from featscope.configload import load_job_plugins
 load_job_plugins()
 from featscope.pipeline import observe_block_job  # noqa: E402
 
-# One dataset all runs share, or one per run in their order (task.split: per_seed).
-data = list(snakemake.input.data)
-data = data * len(snakemake.output) if len(data) == 1 else data
+data = snakemake.params.data  # each run's dataset, in the outputs' order
 items = [
     {"run": out.rsplit("/", 1)[1].removesuffix(".parquet"), "checkpoints": c, "data": d, "out": out}
     for c, d, out in zip(snakemake.input.checkpoints, data, snakemake.output, strict=True)
