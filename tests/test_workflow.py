@@ -416,6 +416,47 @@ def test_a_family_schedule_change_reobserves_only_that_family(tmp_path, repo):
     assert sorted(steps) == [0, 10, 20, 30]
 
 
+def test_an_observe_block_over_grid_points_with_their_own_datasets(tmp_path, repo):
+    """One observe block spans grid points whose datasets differ (random labels or not):
+    each run is observed on its own dataset, as when observed alone."""
+    from featscope.observe import observe_tables
+
+    study = {
+        "task": {"name": "mnist1d", "n_train": 60, "n_test": 20},
+        "model": {"name": "mlp", "width": 8, "depth": 1},
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 10, "loss": "cross_entropy"},
+        "schedule": {"every": 5},
+        "observables": {"spectral": {"top": 3}},
+        "grid": {"task.random_labels": [False, True]},
+        "seeds": [0, 1],  # four runs, two datasets
+    }
+    write_config(tmp_path, {"studies": {"rl": study}})
+    done = snakemake(tmp_path, repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / "results"
+    runs = pd.read_parquet(results / "rl" / "runs.parquet")
+    assert len(runs) == 4
+    for run in runs.run:
+        written = pd.read_parquet(results / "rl" / "observables" / "family=spectral" / f"{run}.parquet")
+        datasets = [p for p in (results / "data").iterdir() if p.suffix == ".npz"]
+        # The run's own dataset, found by which one reproduces its rows.
+        own = [
+            d
+            for d in datasets
+            if observe_tables(
+                run,
+                {"spectral": {"top": 3}},
+                load_torch(results / "rl" / "checkpoints" / f"{run}.pt"),
+                load_dataset(d),
+            )["spectral"]
+            .to_pandas()
+            .value.equals(written.value)
+        ]
+        assert len(own) == 1, run
+    assert len(datasets) == 2
+
+
 def test_dry_run_and_lint_write_nothing_under_results(tmp_path, repo):
     write_config(tmp_path, TINY)
     assert snakemake(tmp_path, repo, "--dry-run").returncode == 0
