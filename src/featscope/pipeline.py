@@ -7,30 +7,19 @@ stage can also be run by hand or from a notebook.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from . import io, registry
+from . import io
 from .analyses import AnalysisInputs, read_frames  # noqa: F401 (read_frames: the long-standing import path)
 from .analyses.jobs import analysis_job, figure_job  # noqa: F401 (the workflow's jobs, torch-free)
 from .config import Run, fingerprint, flatten
 from .observe import observe_tables
 from .packed import iter_train_packed, pack_key, train_alone_packed, why_unpacked
-from .tasks import load_dataset, make_dataset, save_dataset
+from .tasks import load_dataset
 from .training import train_runs
-
-
-def data_job(task: dict, out) -> None:
-    save_dataset(make_dataset(task), out)
-
-
-def data_pack_job(stamps, outs) -> None:
-    """Generate several datasets in one process; `stamps` hold their task configs."""
-    for stamp, out in zip(stamps, outs):
-        data_job(io.read_json(stamp), out)
 
 
 def train_job(
@@ -78,34 +67,6 @@ def train_job(
     _write_run(result, train_config, out_checkpoints, out_metrics, out_info)
     if resume_dir:
         Path(resume_dir, f"{run_id}.pt").unlink(missing_ok=True)
-
-
-def train_pack_job(
-    stamps,
-    data_path,
-    out_checkpoints,
-    out_metrics,
-    out_info,
-    device: str = "auto",
-    threads: int = 1,
-    log=None,
-    resume_dir=None,
-    resume_every: float = 60.0,
-) -> None:
-    """Train a pack of runs together (see `train_job`). `stamps` are the runs' config files (`<run id>.json`);
-    the output lists follow their order."""
-    torch.set_num_threads(threads)
-    runs = [(Path(s).stem, io.read_json(s)) for s in stamps]
-    data = _pack_data(data_path, len(runs))
-    state = Path(resume_dir, f"pack-{fingerprint([r for r, _ in runs])}.pt") if resume_dir else None
-    with open(log, "a") if log else open(os.devnull, "w") as log_file:
-        results = iter_train_packed(
-            runs, data, device, progress=True, log_file=log_file, resume_path=state, resume_every=resume_every
-        )
-        for result, (_, cfg), *outs in zip(results, runs, out_checkpoints, out_metrics, out_info):
-            _write_run(result, cfg, *outs)  # one run's checkpoints in memory at a time
-    if state:
-        state.unlink(missing_ok=True)
 
 
 def _pack_data(data_path, runs: int):
@@ -178,13 +139,6 @@ def _write_run(result, train_config, out_checkpoints, out_metrics, out_info) -> 
     io.write_json(result.info, out_info)
 
 
-def observe_job(run_id: str, family: str, params: dict, checkpoints_path, data_path, out) -> None:
-    observe_pack_job(
-        [{"run": run_id, "checkpoints": checkpoints_path, "data": data_path, "families": {family: (params, out)}}],
-        progress=False,
-    )
-
-
 def observe_pack_job(items: list[dict], progress: bool = True, log=None) -> None:
     """Observe several runs in one process. Each item: run, checkpoints, data and
     families {name: (params, output path)}; a run's families share its features."""
@@ -246,43 +200,3 @@ def runs_table_job(runs: list[dict], info_paths, out) -> None:
     """`runs`: Run.as_dict() of every run, in the order of `info_paths`."""
     rows = [runs_row(Run(**run), io.read_json(p)) for run, p in zip(runs, info_paths)]
     io.write_parquet(pd.DataFrame(rows), out)
-
-
-# The per-analysis entry points of the workflow's scripts before its generic analysis and
-# plot rules: kept only until workflow/scripts/{phases,regimes,stages,grokking,scaling,plot}.py
-# are gone (they call `analysis_job` / `figure_job`).
-def phases_job(metric_paths, nonlinearity_paths, params: dict, out) -> None:
-    analysis_job(
-        "phases", "", {"metrics": metric_paths, "observables": {"nonlinearity": nonlinearity_paths}}, params, out
-    )
-
-
-def stages_job(metric_paths, weights_paths, gradients_paths, rules: dict, out) -> None:
-    families = {"weights": weights_paths, "gradients": gradients_paths}
-    analysis_job("stages", "", {"metrics": metric_paths, "observables": families}, rules, out)
-
-
-def grokking_job(metric_paths, out) -> None:
-    analysis_job("grokking", "", {"metrics": metric_paths}, None, out)
-
-
-def scaling_job(runs_path, grokking_path, out) -> None:
-    analysis_job("scaling", "", {"runs": runs_path, "tables": {"grokking": grokking_path}}, None, out)
-
-
-def regimes_job(runs_path, spectral_paths, rules: dict, out) -> None:
-    analysis_job("regimes", "", {"runs": runs_path, "observables": {"spectral": spectral_paths}}, rules, out)
-
-
-def plot_job(figure: str, study: str, paths: dict, out, axes: dict | None = None) -> None:
-    """Draw one figure from the old plot rule's inputs (``observables`` one flat list,
-    tables under their analysis' names, ``axes`` figure name ``axis-<label>`` -> axis)."""
-    families: dict[str, list] = {}
-    for path in paths.get("observables") or []:
-        families.setdefault(re.search(r"family=([^/]+)", str(path)).group(1), []).append(path)
-    tables = {name: path for name, path in paths.items() if name in registry.ANALYSES and path}
-    new = {"runs": paths["runs"], "metrics": paths["metrics"], "observables": families, "tables": tables}
-    if figure.startswith("axis-"):
-        figure_job("axes", study, new, out, axis=(axes or {})[figure])
-    else:
-        figure_job(figure, study, new, out)
