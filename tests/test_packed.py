@@ -260,10 +260,11 @@ def test_stacked_forward_gives_a_plain_networks_loss_and_gradients():
         assert torch.allclose(stacked_forward(cfg, base, x, shared=True), reference(base), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
-def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name):
+@pytest.mark.parametrize("name, betas", [("adam", None), ("adamw", None), ("sgd", None), ("adamw", [0.9, 0.98])])
+def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name, betas):
     """Per-run values (lr, weight decay, momentum, warm-up) over stacked tensors, against
-    `train_one`'s own optimiser and warm-up on each run's tensors alone."""
+    `train_one`'s own optimiser and warm-up on each run's tensors alone; `optim.betas`
+    reaches both."""
     from featscope.batched_optim import BatchedOptimizer
     from featscope.training import _optimizer, _warmup
 
@@ -272,6 +273,8 @@ def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name):
         {"name": name, "lr": 3e-2, "weight_decay": 0.1, "momentum": 0.5, "warmup_steps": 4},
         {"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0, "warmup_steps": 0},
     ]
+    if betas is not None:
+        optims = [{**o, "betas": betas} for o in optims]
     gen = torch.Generator().manual_seed(0)
     stacked = [
         torch.randn(3, 7, 5, generator=gen),
@@ -299,6 +302,8 @@ def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name):
     for i in range(3):
         for p, q in zip(stacked, alone[i]):
             assert torch.equal(p[i], q)
+    if betas is not None:
+        assert twins[0].param_groups[0]["betas"] == tuple(betas) == batched.betas
 
 
 TWIN_MODELS = {

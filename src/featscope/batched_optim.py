@@ -32,6 +32,10 @@ class BatchedOptimizer:
         self.warmup = [int(o.get("warmup_steps", 0)) for o in optims]
         self.weight_decay = [float(o.get("weight_decay", 0.0)) for o in optims]
         self.momentum = [float(o.get("momentum", 0.0)) for o in optims]
+        betas = {tuple(o.get("betas", ADAM_BETAS)) for o in optims}
+        if len(betas) != 1:  # pack_key keeps runs with other betas apart
+            raise ValueError(f"one pair of Adam betas per pack, got {sorted(betas)}")
+        self.betas = tuple(float(b) for b in betas.pop())
         self.t = 0  # optimiser steps taken
         self.state = [{} for _ in params]
         self._views = {}  # id -> (stacked tensor, its per-run views)
@@ -79,8 +83,8 @@ class BatchedOptimizer:
                 [],
                 [step] * (len(params) * len(runs)),
                 lr=lr,
-                beta1=ADAM_BETAS[0],
-                beta2=ADAM_BETAS[1],
+                beta1=self.betas[0],
+                beta2=self.betas[1],
                 weight_decay=decay,
                 eps=ADAM_EPS,
                 amsgrad=False,

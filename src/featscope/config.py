@@ -237,6 +237,8 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
             f"config key '{_path(at + ('optim', 'warmup_steps'))}': warmup of {warmup} steps "
             f"exceeds the run's {steps} steps"
         )
+    if "betas" in cfg["optim"] and cfg["optim"]["name"] == "sgd":
+        raise ConfigError(f"config key '{_path(at + ('optim', 'betas'))}': SGD has no betas (Adam and AdamW do)")
     from .tasks import task_kind
 
     kind = task_kind(cfg["task"]["name"])

@@ -147,10 +147,11 @@ def _optimizer(cfg: dict, params):
     # fused: one kernel for all of a step's updates (on a CPU too, since torch 2.4), faster
     # than the loop over parameters (benchmarks/HISTORY.md). Packs call the
     # same kernels run by run (`batched_optim`).
+    betas = tuple(cfg.get("betas", (0.9, 0.999)))  # absent: torch's default
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd, fused=True)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=True)
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd, fused=True)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=cfg.get("momentum", 0.0), fused=True)
     raise ValueError(f"unknown optimiser '{name}'")
