@@ -27,3 +27,24 @@ def test_table_pivots_and_labels():
     last = table[table.step == 10].set_index("run").regime
     assert last.to_dict() == {"extended": "EF", "frozen": "coefficient", "minimal": "MF"}
     assert (table[table.step == 0].regime == "coefficient").all()
+
+
+def test_non_finite_measures_get_no_label():
+    """A diverging run's NaN drift was labelled 'coefficient' (features frozen): it is not."""
+    assert label(float("nan"), 5.0, 10) is None
+    assert label(0.3, float("inf"), 10) is None
+    rows = [("ok", 10, "drift_init", 0.4), ("ok", 10, "effective_dim_utility", 3.0)]
+    rows += [("bad", 10, "drift_init", float("nan")), ("bad", 10, "effective_dim_utility", 3.0)]
+    table = regime_table(pd.DataFrame(rows, columns=["run", "step", "observable", "value"]), {"ok": 2, "bad": 2})
+    regime = table.set_index("run").regime
+    assert regime["ok"] == "MF" and pd.isna(regime["bad"])
+
+
+def test_regime_map_draws_unlabelled_checkpoints_blank():
+    from featscope.plots import regime_map
+
+    runs = pd.DataFrame({"run": ["a", "b"], "grid_point": ["g", "g"]})
+    regimes = pd.DataFrame({"run": ["a", "b", "a", "b"], "step": [0, 0, 5, 5], "regime": ["MF", "MF", None, None]})
+    fig = regime_map(runs, None, regimes, "s")
+    drawn = fig.axes[0].collections[0].get_array()
+    assert drawn.count() == 1  # step 0 drawn (MF), step 5 masked

@@ -285,7 +285,10 @@ def effective_dim(runs, spectral, regimes, study):
 def regime_map(runs, spectral, regimes, study):
     """Regime of each grid point over training (most common label over seeds)."""
     table = regimes.merge(runs[["run", "grid_point"]], on="run")
-    mode = table.groupby(["grid_point", "step"]).regime.agg(lambda r: r.value_counts().idxmax())
+    # Unlabelled checkpoints (non-finite measures) stay blank unless no seed has a label.
+    mode = table.groupby(["grid_point", "step"]).regime.agg(
+        lambda r: r.value_counts().idxmax() if r.notna().any() else None
+    )
     codes = mode.map({"coefficient": 0, "MF": 1, "EF": 2}).unstack("step")
     fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(codes)))
     cmap = matplotlib.colors.ListedColormap(["#bdbdbd", "#4daf4a", "#984ea3"])

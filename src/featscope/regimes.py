@@ -9,7 +9,9 @@ Each checkpoint of a run is labelled, in this order:
   (C = classes, or output dimensions for regression);
 * ``EF`` — extended feature: it spreads over many more.
 
-The run's regime is the label of its last checkpoint.
+A checkpoint whose measures are not finite (a diverging run's features) gets no label
+(None), rather than one the numbers cannot support. The run's regime is the label of its
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def label(
     classes: int,
     coefficient_drift: float = 0.01,
     mf_factor: float = 2.0,
-) -> str:
-    if not np.isfinite(drift_init) or drift_init < coefficient_drift:
+) -> str | None:
+    if not (np.isfinite(drift_init) and np.isfinite(effective_dim_utility)):
+        return None
+    if drift_init < coefficient_drift:
         return "coefficient"
     return "MF" if effective_dim_utility <= mf_factor * classes else "EF"
 
