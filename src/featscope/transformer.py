@@ -32,6 +32,7 @@ import math
 
 import torch
 from torch import nn
+from torch._C._functorch import is_batchedtensor
 
 from .registry import register_model
 
@@ -131,7 +132,9 @@ class ModAddTransformer(nn.Module):
         if x.dim() != 2 or x.shape[1] != 2:
             raise ValueError(f"the transformer takes integer pairs (n, 2), not shape {tuple(x.shape)}")
         x = x.long()
-        if x.numel() and (x.min() < 0 or x.max() >= self.classes):
+        # Checked on plain tensors only: under vmap (a pack's own data per run) a value
+        # test is data-dependent control flow, which vmap cannot batch.
+        if not is_batchedtensor(x) and x.numel() and (x.min() < 0 or x.max() >= self.classes):
             raise ValueError(f"inputs must lie in [0, {self.classes}); got [{int(x.min())}, {int(x.max())}]")
         equals = torch.full_like(x[:, :1], self.classes)
         return torch.cat([x, equals], dim=1)
