@@ -6,9 +6,10 @@ linked under a key that fingerprints exactly what it was made from (a run's trai
 config; a checkpoint file's bytes with a family's version and parameters), and a job
 restores every member whose key is present instead of computing it again.
 
-A key says nothing about the code that made the result: to recompute after changing
-training code, delete ``results/.cache`` (a family's code change is a version bump, which
-is in its key).
+A training key also holds `code_version`, a digest of featscope's own source and of the
+loaded plugin modules: after any change to that code, a block that reruns trains all its
+members again rather than mixing old members with new ones. (An observe key holds the
+family's version instead: a family's code change is a version bump.)
 """
 
 from __future__ import annotations
@@ -20,6 +21,31 @@ import shutil
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+_CODE_VERSION: dict[tuple, str] = {}
+
+
+def code_version() -> str:
+    """SHA-1 over the source files of the ``featscope`` package and of the plugin modules
+    loaded so far (`featscope.registry.load_plugins`), in a fixed order: equal exactly when
+    the code that trains is. Computed once per set of modules in a process."""
+    import sys
+
+    from . import registry
+
+    here = Path(__file__).resolve().parent
+    files = sorted(here.rglob("*.py"))
+    for name in sorted(registry.PLUGINS_LOADED):
+        origin = getattr(sys.modules.get(name), "__file__", None)
+        if origin:
+            files.append(Path(origin).resolve())
+    key = tuple(files)
+    if key not in _CODE_VERSION:
+        digest = hashlib.sha1()
+        for path in files:
+            digest.update(str(path.relative_to(here) if path.is_relative_to(here) else path.name).encode())
+            digest.update(path.read_bytes())
+        _CODE_VERSION[key] = digest.hexdigest()
+    return _CODE_VERSION[key]
 
 
 def file_digest(path) -> str:

@@ -95,7 +95,7 @@ def train_block_job(
     """Train a block of runs: `runs` are (run id, training config), `data_path` one dataset
     all share or one per run (in their order), `outputs` per run
     {"checkpoints", "metrics", "info"} paths. A run whose results are in `cache_dir` (keyed
-    by its training config, see `featscope.cache`) is restored, not trained; the others
+    by its training config and the code, see `featscope.cache`) is restored, not trained; the others
     train together in one pack (alone: as `train_job`), and are stored in the cache.
     Without `keep_checkpoints` the checkpoints are not cached (a link would keep the disk
     they take once the workflow drops them), so such runs train again."""
@@ -105,7 +105,8 @@ def train_block_job(
     paths = paths * len(runs) if len(paths) == 1 else paths
     if len(paths) != len(runs):
         raise ValueError(f"a block of {len(runs)} runs was given {len(paths)} datasets; give one, or one per run")
-    entries = [Path(cache_dir, fingerprint(cfg)) if cache_dir else None for _, cfg in runs]
+    code = cache.code_version()
+    entries = [Path(cache_dir, fingerprint({"config": cfg, "code": code})) if cache_dir else None for _, cfg in runs]
     due = [i for i, entry in enumerate(entries) if entry is None or not cache.restore(entry, outputs[i])]
     with open(log, "a") if log else open(os.devnull, "w") as log_file:
         print(f"{len(runs) - len(due)} of {len(runs)} runs restored from the cache, {len(due)} to train", file=log_file)

@@ -356,6 +356,9 @@ def _lookup(registry: dict, kind: str, name: str):
 
 
 # --------------------------------------------------------------------------- plugins
+PLUGINS_LOADED: set[str] = set()  # module names, for `featscope.cache.code_version`
+
+
 def load_plugins(modules: Iterable[str], search_path: Iterable[str | Path] = ()) -> None:
     """Import each plugin module (its decorators register what it defines).
 
@@ -368,6 +371,7 @@ def load_plugins(modules: Iterable[str], search_path: Iterable[str | Path] = ())
     for module in modules:
         try:
             importlib.import_module(module)
+            PLUGINS_LOADED.add(module)
         except ImportError as err:
             if getattr(err, "name", None) != module and not module.startswith(f"{err.name}."):
                 raise  # the plugin itself failed to import something: show that
