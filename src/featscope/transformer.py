@@ -68,14 +68,16 @@ class Attention(nn.Module):
         self.register_buffer("mask", torch.arange(3).unsqueeze(0) > pos_q, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+        n, d = x.shape[0], x.shape[-1]
         heads = (n, -1, self.n_heads, self.d_head)
-        q = self.q(x[:, 3 - self.queries :]).view(heads).transpose(1, 2)  # (n, h, queries, d_head)
-        k, v = (lin(x).view(heads).transpose(1, 2) for lin in (self.k, self.v))  # (n, h, 3, d_head)
+        # The projections take 2-D inputs: under vmap (a torch.func pack) a Linear on (n, t, d)
+        # becomes one small matrix product per sample, several times slower.
+        q = self.q(x[:, 3 - self.queries :].reshape(-1, d)).view(heads).transpose(1, 2)  # (n, h, queries, d_head)
+        k, v = (lin(x.reshape(-1, d)).view(heads).transpose(1, 2) for lin in (self.k, self.v))  # (n, h, 3, d_head)
         scores = (q @ k.transpose(-1, -2) / math.sqrt(self.d_head)).masked_fill(self.mask, float("-inf"))
-        z = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(n, self.queries, -1)
+        z = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(n * self.queries, d)
         out = self.o(z)
-        return out[:, 0] if self.queries == 1 else out  # one query: a plain (n, d_model) map
+        return out if self.queries == 1 else out.view(n, self.queries, d)  # one query: a plain (n, d_model) map
 
 
 class MLP(nn.Module):
@@ -90,7 +92,11 @@ class MLP(nn.Module):
         nn.init.zeros_(self.fc_out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_out(self.act(self.fc_in(x)))
+        if x.dim() == 2:
+            return self.fc_out(self.act(self.fc_in(x)))
+        # (n, 3, d): 2-D products (see Attention.forward), the activation read as (n, 3, d_mlp)
+        hidden = self.act(self.fc_in(x.reshape(-1, x.shape[-1])).view(*x.shape[:-1], -1))
+        return self.fc_out(hidden.reshape(-1, hidden.shape[-1])).view(x.shape)
 
 
 class Block(nn.Module):
