@@ -45,8 +45,8 @@ def main() -> None:
     torch.set_num_threads(1)
     for n_layers in (1, 2):
         pack, data = runs(n_layers)
-        packed = fastest(lambda: train_packed(pack, data))
-        alone = fastest(lambda: [train_one(r, c, d, progress=False) for (r, c), d in zip(pack, data)])
+        packed = fastest(lambda p=pack, d=data: train_packed(p, d))
+        alone = fastest(lambda p=pack, ds=data: [train_one(r, c, d, progress=False) for (r, c), d in zip(p, ds)])
         print(
             f"transformer, {n_layers} layer(s), 3 runs x 300 steps: torch.func pack {packed:.2f} s, "
             f"one by one {alone:.2f} s, pack / one by one = {packed / alone:.2f}"
