@@ -241,6 +241,7 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
         raise ConfigError(f"config key '{_path(at + ('optim', 'betas'))}': SGD has no betas (Adam and AdamW do)")
     from .tasks import task_kind
 
+    _check_task(cfg["task"], at + ("task",))
     kind = task_kind(cfg["task"]["name"])
     for family in cfg.get("observables") or {}:
         where = _path(at + ("observables", family))
@@ -256,7 +257,6 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
                     f"'{key}' (it takes {sorted(taken)})"
                 )
     _check_model(cfg["model"], at + ("model",))
-    _check_task(cfg["task"], at + ("task",))
     _check_analyses(cfg, at)
     layer = (cfg.get("phases") or {}).get("layer")
     if "phases" in (cfg.get("analyses") or []) and layer:
