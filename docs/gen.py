@@ -33,7 +33,7 @@ OUTPUTS_PAGE = ROOT / "docs" / "outputs.md"
 NOTES = {
     "studies": "study name → its settings (the table below); each study expands into runs",
     "plugins": "Python modules imported before the config is checked; their decorators register models, "
-    "families, analyses and figures (docs/extending.md). Searched in the config file's folder and the "
+    "tasks, families, analyses and figures (docs/extending.md). Searched in the config file's folder and the "
     "repository root",
     "task": "the data set a study trains on, chosen by `name`; the other keys depend on it",
     "task.name": "a task registered with featscope.register_task: a built-in (each described in its rows below) "
