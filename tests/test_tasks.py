@@ -262,3 +262,28 @@ def test_a_check_refuses_at_config_time_what_a_schema_cannot_say(monkeypatch):
     config = _study({"name": "digits", "n_train": 1500, "n_test": 300})
     with pytest.raises(ConfigError, match=r"studies\.s\.task': task 'digits': n_train \+ n_test = 1800"):
         configload.load(copy.deepcopy(config), SCHEMA)
+
+
+@pytest.mark.workflow
+def test_the_data_job_names_a_plugin_builders_bad_array_before_any_training(tmp_path, repo):
+    """Through the real `snakemake`: a plugin task whose builder returns float64 inputs
+    fails in its data job, with the task and the array named; no run is trained."""
+    from test_workflow import snakemake, write_config
+
+    (tmp_path / "wide_inputs.py").write_text(
+        "import numpy as np\n"
+        "import featscope as fs\n\n\n"
+        "@fs.register_task('wide_inputs', kind='regression', params={'n_train': 16})\n"
+        "def wide_inputs(cfg):\n"
+        "    x = np.random.default_rng(cfg['seed']).standard_normal((cfg['n_train'], 2))  # float64\n"
+        "    return {'x_train': x, 'y_train': x[:, :1].astype(np.float32)}\n"
+    )
+    config = _study({"name": "wide_inputs"})
+    config["studies"]["s"]["train"]["loss"] = "mse"
+    config["plugins"] = ["wide_inputs"]
+    write_config(tmp_path, config)
+    done = snakemake(tmp_path, repo, "--replace-workflow-config")
+    assert done.returncode != 0
+    assert "task 'wide_inputs' (wide_inputs.wide_inputs): x_train has dtype float64" in done.stdout + done.stderr
+    assert not list((tmp_path / "results").glob("data/*.npz"))
+    assert not list((tmp_path / "results").glob("s/checkpoints/*.pt"))
