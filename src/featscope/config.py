@@ -285,10 +285,10 @@ def _check_task(task: dict, at: tuple) -> None:
     """What a task's keys' schemas cannot say (its ``check``: modadd's one size, the digits
     that exist), before any job."""
     from .registry import RegistryError
-    from .registry import task as task_spec
+    from .tasks import resolve_task
 
     try:
-        task_spec(task["name"]).resolve(task)
+        resolve_task(task)
     except RegistryError as err:
         raise ConfigError(f"config key '{_path(at)}': {err}") from None
 

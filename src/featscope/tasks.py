@@ -288,14 +288,30 @@ def make_dataset(cfg: dict) -> dict:
     The config is resolved by the registered task first (defaults filled in, an unknown or
     missing key refused, naming it: the same as the workflow's config check), and what the
     builder returns is checked (`check_dataset`)."""
-    try:
-        spec = task(cfg["name"])
-        full = spec.resolve(cfg)
-    except RegistryError as err:
-        raise ValueError(str(err)) from None
-    data = spec.build(full)
+    full = resolve_task(cfg)
+    data = task(full["name"]).build(full)
     check_dataset(data, full)
     return data
+
+
+def resolve_task(cfg: dict) -> dict:
+    """The task config with its defaults filled in, checked as the workflow's config check
+    does: an unknown or missing key, a value of the wrong type or out of range, and what the
+    task's own ``check`` refuses raise `featscope.registry.RegistryError` (a ``ValueError``)
+    naming the task and the key."""
+    import jsonschema
+
+    spec = task(cfg["name"])
+    full = spec.resolve(cfg)
+    for error in jsonschema.Draft202012Validator(spec.schema()).iter_errors(full):
+        where = ".".join(map(str, error.absolute_path))
+        raise RegistryError(f"task '{spec.name}', parameter {where!r}: {error.message}")
+    if spec.check is not None:
+        try:
+            spec.check(full)
+        except ValueError as err:
+            raise RegistryError(f"task '{spec.name}': {err}") from None
+    return full
 
 
 def check_dataset(data, cfg: dict) -> None:
