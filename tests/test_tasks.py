@@ -287,3 +287,30 @@ def test_the_data_job_names_a_plugin_builders_bad_array_before_any_training(tmp_
     assert "task 'wide_inputs' (wide_inputs.wide_inputs): x_train has dtype float64" in done.stdout + done.stderr
     assert not list((tmp_path / "results").glob("data/*.npz"))
     assert not list((tmp_path / "results").glob("s/checkpoints/*.pt"))
+
+
+def test_a_plugin_task_with_split_per_seed_draws_its_data_with_each_runs_seed(scratch, monkeypatch):
+    """`split: per_seed` is a key any task may take (as modadd does): each run's task config
+    then carries the run's seed, so each seed gets its own dataset."""
+    from featscope import configload
+
+    for name in (configload.PLUGINS_ENV, configload.PLUGIN_PATH_ENV):
+        monkeypatch.setenv(name, "")
+
+    def draw(cfg):
+        x = np.random.default_rng(cfg["seed"]).standard_normal((6, 2)).astype(np.float32)
+        return {"x_train": x, "y_train": x[:, :1].copy()}
+
+    register_task("drawn_t", kind="regression", params={"split": {"enum": ["fixed", "per_seed"], "default": "fixed"}})(
+        draw
+    )
+    config = _study({"name": "drawn_t", "split": "per_seed"})
+    config["studies"]["s"]["train"]["loss"] = "mse"
+    runs = configload.load(config, SCHEMA)["s"]
+    assert [r.config["task"]["seed"] for r in runs] == [0, 1]
+    assert len({r.dataset_id for r in runs}) == 2
+    a, b = (make_dataset(r.config["task"]) for r in runs)
+    assert not np.array_equal(a["x_train"], b["x_train"])
+    config = _study({"name": "drawn_t"})  # split: fixed, the default
+    config["studies"]["s"]["train"]["loss"] = "mse"
+    assert len({r.dataset_id for r in configload.load(config, SCHEMA)["s"]}) == 1

@@ -10,8 +10,8 @@ deterministic in it (``cfg["seed"]`` draws the data). Inputs are float32, or int
 `make_dataset` checks what a builder returns against this contract (`check_dataset`), so
 a wrong array is named in the data job, before any training.
 
-The registry is numpy- and torch-free here: the planner reads task kinds and parameters
-while Snakemake starts; a builder imports what it needs itself.
+This module imports numpy and no torch: the planner reads task kinds and parameters while
+Snakemake starts. A builder imports what else it needs itself (scikit-learn, mnist1d).
 """
 
 from __future__ import annotations
