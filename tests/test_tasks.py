@@ -172,6 +172,8 @@ def test_plain_defaults_give_their_type_and_the_registration_is_checked(scratch)
     assert spec.defaults == {"a": 1, "b": 0.5, "c": True, "d": "x", "seed": 0}
     with pytest.raises(RegistryError, match="classification task needs outputs="):
         register_task("no_classes_t", kind="classification")
+    with pytest.raises(RegistryError, match="a task's name is lower-case letters, digits and '_'"):
+        register_task("My-Task", kind="regression")  # the data rule's wildcard would not match it
     with pytest.raises(RegistryError, match="kind must be one of"):
         register_task("kind_t", kind="ranking")
     with pytest.raises(RegistryError, match="'seed' is common to every task"):

@@ -325,6 +325,13 @@ def register_task(
 
     Used as a decorator, or called with ``fn`` (a function or a ``"module:name"`` string);
     returns the function (the decorator) or the spec (called with ``fn``)."""
+    import re  # here, not at the top: the tasks' block of this module stays in one piece
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
+        raise RegistryError(
+            f"task {name!r}: a task's name is lower-case letters, digits and '_' (it names the dataset files, "
+            "results/data/<name>-<hash>.npz)"
+        )
     if kind not in TASK_KINDS:
         raise RegistryError(f"task '{name}': kind must be one of {sorted(TASK_KINDS)}, not {kind!r}")
     if kind == "classification" and outputs is None:
