@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -325,8 +326,6 @@ def register_task(
 
     Used as a decorator, or called with ``fn`` (a function or a ``"module:name"`` string);
     returns the function (the decorator) or the spec (called with ``fn``)."""
-    import re  # here, not at the top: the tasks' block of this module stays in one piece
-
     if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
         raise RegistryError(
             f"task {name!r}: a task's name is lower-case letters, digits and '_' (it names the dataset files, "
