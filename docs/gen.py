@@ -33,21 +33,11 @@ OUTPUTS_PAGE = ROOT / "docs" / "outputs.md"
 NOTES = {
     "studies": "study name → its settings (the table below); each study expands into runs",
     "plugins": "Python modules imported before the config is checked; their decorators register models, "
-    "families, analyses and figures (docs/extending.md). Searched in the config file's folder and the "
+    "tasks, families, analyses and figures (docs/extending.md). Searched in the config file's folder and the "
     "repository root",
     "task": "the data set a study trains on, chosen by `name`; the other keys depend on it",
-    "task.name": "sin2 = Liu & Zheng's y = Σ sin²(f·xᵢ), x ~ N(0, I_d); fn1d = y = sin(2π·freq·x) (+ noise), "
-    "x ~ U[−1, 1]; mnist1d = MNIST-1D (generated offline); modadd = (a + b) mod M over all pairs; "
-    "mnist, cifar10 = downloaded image sets",
-    "task.d": "input dimension",
-    "task.f": "frequency f in sin²(f·xᵢ)",
-    "task.n_train": "training samples",
-    "task.n_test": "test samples (0: no test split)",
-    "task.seed": "seed of the data draw (the run's own `seeds` set initialisation and batch order)",
-    "task.freq": "frequency of the sine",
-    "task.noise": "standard deviation of Gaussian noise added to y",
-    "task.random_labels": "replace the labels by uniformly random ones (memorisation control)",
-    "task.train_fraction": "share of the M² pairs used for training; the rest is the test set",
+    "task.name": "a task registered with featscope.register_task: a built-in (each described in its rows below) "
+    "or a plugin's (docs/extending.md)",
     "model": "the architecture, chosen by `name`",
     "model.width": "hidden units per layer (modnet, onehot: the embedding / hidden width)",
     "model.depth": "hidden layers (mlp)",

@@ -43,14 +43,20 @@ def test_strings_that_are_not_numbers_are_still_refused_with_the_key():
 
 
 def test_defaults_are_those_snakemake_validate_fills(tmp_path):
-    """The library fills defaults as snakemake.utils.validate(set_default=True) did."""
+    """The library fills defaults as snakemake.utils.validate(set_default=True) did (given
+    the schema the registries complete: the task block is theirs)."""
     from snakemake.utils import validate
+
+    from featscope.config import complete_schema
 
     default = yaml.safe_load(open(os.path.join(REPO, "config", "config.yaml")))
     ours, theirs = copy.deepcopy(default), copy.deepcopy(default)
     configload.load(ours, SCHEMA)
-    validate(theirs, SCHEMA, set_default=True)
+    complete = tmp_path / "complete.schema.yaml"
+    complete.write_text(yaml.safe_dump(complete_schema(yaml.safe_load(open(SCHEMA))), sort_keys=False))
+    validate(theirs, str(complete), set_default=True)
     assert ours == theirs
+    assert ours["studies"]["nonlinearity"]["task"]["n_test"] == 0  # a task default, from the registry
 
 
 def test_plugins_are_imported_and_their_names_validate(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """The recipes of docs/extending.md, run from outside the package.
 
 Every ```python block of the page whose first line is `# <module>.py` is written to a
-temporary folder and imported as a plugin module; the task recipe is run in
-`featscope.tasks`' namespace. Each recipe's result is checked against a brute-force twin.
+temporary folder and imported as a plugin module. Each recipe's result is checked against
+a brute-force twin.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ def plugins(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("plugins")
     files = _plugin_files()
-    assert set(files) == {"gelu_mlp", "activation_scale", "scale_growth"}, sorted(files)
+    assert set(files) == {"gelu_mlp", "activation_scale", "scale_growth", "parity"}, sorted(files)
     for name, code in files.items():
         (folder / f"{name}.py").write_text(code)
     # Built-ins register on first use: register them now, so that only the plugins' names go afterwards.
     registry.load_built_ins()
     import featscope.architectures  # noqa: F401 (registers the built-in models)
 
-    before = {r: set(getattr(registry, r)) for r in ("MODELS", "FAMILIES", "ANALYSES", "FIGURES")}
+    before = {r: set(getattr(registry, r)) for r in ("MODELS", "FAMILIES", "ANALYSES", "FIGURES", "TASKS")}
     registry.load_plugins(list(files), search_path=[folder])
     yield {name: sys.modules[name] for name in files}
     for r, names in before.items():
@@ -168,25 +168,26 @@ def test_the_analysis_recipe_gives_last_over_first_and_its_figure_draws_it(plugi
     assert len(drawn.axes[0].patches) == 2  # one run, two layers
 
 
-def test_the_task_recipe_builds_a_deterministic_parity_set(monkeypatch):
-    from featscope import tasks
+def test_the_task_recipe_registers_a_deterministic_parity_set(plugins):
+    """The page's task, through the registry: its defaults filled, its labels the parity of
+    the first k inputs (by hand), the same data for the same seed, other data for another."""
+    from featscope.registry import TASKS
+    from featscope.tasks import make_dataset, task_kind, task_outputs
 
-    (block,) = [b for b in _blocks() if b.startswith("def parity")]
-    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
-    exec(block, vars(tasks))  # the recipe's code, as if written in tasks.py
-    try:
-        cfg = {"name": "parity", "d": 6, "k": 3, "n_train": 30, "n_test": 10, "seed": 1}
-        data = tasks.make_dataset(cfg)
-        again = tasks.make_dataset(cfg)
-        assert tasks.task_kind("parity") == "classification"
-        assert data["x_train"].shape == (30, 6) and data["x_test"].shape == (10, 6)
-        assert data["x_train"].dtype == np.float32 and data["y_train"].dtype == np.int64
-        np.testing.assert_array_equal(data["x_train"], again["x_train"])
-        x = np.concatenate([data["x_train"], data["x_test"]])
-        y = np.concatenate([data["y_train"], data["y_test"]])
-        np.testing.assert_array_equal(y, (x[:, 0] * x[:, 1] * x[:, 2] > 0).astype(np.int64))
-    finally:
-        del vars(tasks)["parity"]
+    spec = TASKS["parity"]
+    assert spec.defaults == {"d": 8, "k": 3, "n_train": 256, "n_test": 64, "seed": 0}
+    assert task_kind("parity") == "classification" and task_outputs({"name": "parity"}) == 2
+    cfg = {"name": "parity", "d": 6, "k": 4, "n_train": 30, "n_test": 10, "seed": 1}
+    data, again, other = make_dataset(cfg), make_dataset(dict(cfg)), make_dataset({**cfg, "seed": 2})
+    assert data["x_train"].shape == (30, 6) and data["x_test"].shape == (10, 6)
+    assert data["x_train"].dtype == np.float32 and data["y_train"].dtype == np.int64
+    assert all(np.array_equal(data[k], again[k]) for k in data)
+    assert not np.array_equal(data["x_train"], other["x_train"])
+    x = np.concatenate([data["x_train"], data["x_test"]])
+    y = np.concatenate([data["y_train"], data["y_test"]])
+    assert set(np.unique(x)) == {-1.0, 1.0}
+    np.testing.assert_array_equal(y, [int(np.prod(row[:4]) > 0) for row in x])
+    assert make_dataset({"name": "parity"})["x_train"].shape == (256, 8)  # the defaults
 
 
 def test_the_readme_family_is_the_page_family(plugins, run, observed):
@@ -222,7 +223,7 @@ def test_the_page_plugins_and_config_run_through_the_real_snakemake(tmp_path, re
 
     (config,) = [c for c in _study_configs() if "scale_growth" in str(c.get("studies"))]
     files = _plugin_files()
-    assert config["plugins"] == list(files)
+    assert config["plugins"] == [f for f in files if f != "parity"]
     for name, code in files.items():
         (tmp_path / f"{name}.py").write_text(code)
     study = config["studies"]["gelu"]
@@ -312,3 +313,69 @@ def json_copy(value):
     import json
 
     return json.loads(json.dumps(value))
+
+
+@pytest.mark.workflow
+def test_the_page_task_and_its_study_run_through_the_real_snakemake(tmp_path, repo):
+    """The page's task file beside its study (fewer samples and steps), through the real
+    `snakemake`, nothing under src/ or workflow/ edited: the data job writes the dataset
+    the builder makes (labels checked by hand), and the runs are trained and observed."""
+    from test_workflow import snakemake, write_config
+
+    (config,) = [c for c in _study_configs() if c.get("plugins") == ["parity"]]
+    (tmp_path / "parity.py").write_text(_plugin_files()["parity"])
+    study = config["studies"]["parity"]
+    study["task"].update(n_train=64, n_test=32)
+    study["train"]["steps"] = 20
+    study["schedule"] = {"every": 10, "log": 0}
+    write_config(tmp_path, config)
+    done = snakemake(tmp_path, repo, "--replace-workflow-config")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    from featscope.tasks import load_dataset
+
+    (data_file,) = (tmp_path / "results" / "data").glob("parity-*.npz")
+    data = load_dataset(data_file)
+    assert data["x_train"].shape == (64, 12) and data["x_test"].shape == (32, 12)
+    x = np.concatenate([data["x_train"], data["x_test"]])
+    y = np.concatenate([data["y_train"], data["y_test"]])
+    np.testing.assert_array_equal(y, [int(np.prod(row[:3]) > 0) for row in x])
+
+    out = tmp_path / "results" / "parity"
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert sorted(runs.run) == ["seed-0", "seed-1"] and (runs.status == "ok").all()
+    assert (runs["task.d"] == 12).all() and (runs["task.n_train"] == 64).all() and (runs["task.seed"] == 0).all()
+    for family in ("spectral", "weights"):
+        rows = pd.read_parquet(out / "observables" / f"family={family}")
+        assert set(rows.run) == {"seed-0", "seed-1"} and sorted(rows.step.unique()) == [0, 10, 20], family
+    metrics = pd.concat(pd.read_parquet(p) for p in (out / "metrics").glob("*.parquet"))
+    assert len(metrics) and metrics.filter(like="acc").notna().any().any()
+
+
+def test_a_misspelt_key_of_the_page_task_is_refused_before_any_job(plugins, monkeypatch):
+    """The page's claim: an unknown key of the plugin task's block is refused, naming it,
+    when the workflow checks the config; so is a wrong type."""
+    from featscope import configload
+    from featscope.config import ConfigError
+
+    for name in (configload.PLUGINS_ENV, configload.PLUGIN_PATH_ENV):  # restored afterwards
+        monkeypatch.setenv(name, "")
+    (config,) = [c for c in _study_configs() if c.get("plugins") == ["parity"]]
+    schema = PAGE.parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+    runs = configload.load(json_copy(config), schema)  # as on the page: accepted, defaults filled
+    assert runs["parity"][0].config["task"] == {
+        "name": "parity",
+        "d": 12,
+        "k": 3,
+        "n_train": 256,
+        "n_test": 64,
+        "seed": 0,
+    }
+    bad = json_copy(config)
+    bad["studies"]["parity"]["task"]["kk"] = 3
+    with pytest.raises(ConfigError, match=r"studies\.parity\.task.*'kk'"):
+        configload.load(bad, schema)
+    bad = json_copy(config)
+    bad["studies"]["parity"]["task"]["d"] = "twelve"
+    with pytest.raises(ConfigError, match=r"studies\.parity\.task\.d"):
+        configload.load(bad, schema)

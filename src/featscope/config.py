@@ -241,6 +241,7 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
         raise ConfigError(f"config key '{_path(at + ('optim', 'betas'))}': SGD has no betas (Adam and AdamW do)")
     from .tasks import task_kind
 
+    _check_task(cfg["task"], at + ("task",))
     kind = task_kind(cfg["task"]["name"])
     for family in cfg.get("observables") or {}:
         where = _path(at + ("observables", family))
@@ -278,6 +279,18 @@ def _check_model(model: dict, at: tuple) -> None:
             spec.resolve(model)
         except RegistryError as err:
             raise ConfigError(f"config key '{_path(at)}': {err}") from None
+
+
+def _check_task(task: dict, at: tuple) -> None:
+    """What a task's keys' schemas cannot say (its ``check``: modadd's one size, the digits
+    that exist), before any job."""
+    from .registry import RegistryError
+    from .tasks import resolve_task
+
+    try:
+        resolve_task(task)
+    except RegistryError as err:
+        raise ConfigError(f"config key '{_path(at)}': {err}") from None
 
 
 def model_layer_names(cfg: dict) -> list[str]:
@@ -319,7 +332,8 @@ def _check_analyses(cfg: dict, at: tuple) -> None:
 def complete_schema(schema: dict) -> dict:
     """The config schema with what the registries hold filled in: the names a study's
     ``analyses`` and ``figures`` may list (built-in and plugin ones), the model names (the
-    schema file's built-ins and any registered model) and, for a registered
+    schema file's built-ins and any registered model), the task names and each task's keys
+    (`task_branches`) and, for a registered
     analysis whose parameter block the schema lacks, that block (an object, default {}).
     The schema file leaves these open; `validate_schema` and `check` complete it."""
     from . import registry
@@ -337,6 +351,10 @@ def complete_schema(schema: dict) -> dict:
     name = schema["$defs"].get("model", {}).get("properties", {}).get("name")
     if name is not None and "enum" in name:  # the file's built-ins, then models plugins registered
         name["enum"] = list(dict.fromkeys([*name["enum"], *MODELS]))
+    task = schema["$defs"].get("task")
+    if task is not None:
+        task.setdefault("properties", {}).setdefault("name", {})["enum"] = list(registry.TASKS)
+        task["allOf"] = task_branches()
     for spec in registry.ANALYSES.values():
         if spec.params and spec.params not in study:
             study[spec.params] = {
@@ -345,3 +363,21 @@ def complete_schema(schema: dict) -> dict:
                 "description": f"parameters of analysis '{spec.name}'",
             }
     return schema
+
+
+def task_branches() -> list[dict]:
+    """The ``task`` block's conditional branches: ``if name is X then <X's keys>`` for each
+    registered task (`featscope.registry.TaskSpec.schema`), tasks with the same keys sharing
+    one branch, in registration order."""
+    from . import registry
+
+    registry.load_built_ins()
+    groups: dict[str, tuple[list, dict]] = {}
+    for name, spec in registry.TASKS.items():
+        branch = spec.schema()
+        groups.setdefault(json.dumps(branch, sort_keys=True, default=str), ([], branch))[0].append(name)
+    out = []
+    for names, branch in groups.values():
+        cond = {"const": names[0]} if len(names) == 1 else {"enum": names}
+        out.append({"if": {"properties": {"name": cond}}, "then": branch})
+    return out

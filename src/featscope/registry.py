@@ -1,4 +1,4 @@
-"""The registries: one object per model, observable family, analysis and figure.
+"""The registries: one object per model, task, observable family, analysis and figure.
 
 Built-ins register exactly as a user's plugin does, with the decorators below, and the
 registries drive everything else: the config schema's enums and defaults, the workflow's
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -201,6 +202,182 @@ def register_family(
     return decorate
 
 
+# --------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class TaskSpec:
+    """A data set: ``fn(cfg) -> {"x_train", "y_train"[, "x_test", "y_test"]}`` (numpy arrays),
+    deterministic in ``cfg["seed"]``.
+
+    ``cfg`` is the study's ``task`` block with the defaults filled in (`resolve`). ``params``
+    maps each of the task's own keys to its JSON schema (``{"type": "integer", "minimum": 1,
+    "default": 500}``); a key without a ``default`` is required, unless it is ``optional``
+    (it may be left out: the builder handles its absence). ``seed`` (the data draw's
+    seed, default 0) is common to every task (`COMMON_TASK_PARAMS`). The registry makes the
+    config schema's branch for the task from them (`schema`), so the workflow fills the
+    defaults and refuses an unknown or missing key before any job, naming it; ``check``, if
+    given, is called with the resolved config and raises ``ValueError`` for what a schema
+    cannot say (two keys that exclude each other).
+
+    ``kind`` is ``"regression"`` or ``"classification"``; ``outputs`` is what a model must
+    output: the number of classes, or the width of the regression targets (default 1),
+    an int or a function of the resolved config. The data the builder returns is checked
+    against them (`featscope.tasks.check_dataset`).
+    """
+
+    name: str
+    fn: Callable | str
+    kind: str
+    params: Mapping[str, dict] = field(default_factory=dict)
+    outputs: int | Callable[[dict], int] | None = None
+    check: Callable[[dict], None] | None = None
+    description: str = ""
+    optional: frozenset = frozenset()
+
+    @property
+    def build(self) -> Callable:
+        """The builder (a ``"module:name"`` string is imported on first use)."""
+        return _resolve(self.fn)
+
+    @property
+    def all_params(self) -> dict[str, dict]:
+        """Every key the task's block takes besides ``name``, with its JSON schema."""
+        return {**self.params, **COMMON_TASK_PARAMS}
+
+    @property
+    def defaults(self) -> dict:
+        """The keys that have defaults, with them."""
+        return {k: p["default"] for k, p in self.all_params.items() if "default" in p}
+
+    @property
+    def required(self) -> list[str]:
+        """The keys a study must give."""
+        return [k for k, p in self.all_params.items() if "default" not in p and k not in self.optional]
+
+    def schema(self) -> dict:
+        """The config schema's branch for this task: its keys, their types and defaults."""
+        branch = {"additionalProperties": False}
+        if self.description:
+            branch["description"] = self.description
+        if self.required:
+            branch["required"] = self.required
+        branch["properties"] = {"name": {"type": "string"}, **{k: dict(p) for k, p in self.all_params.items()}}
+        return branch
+
+    def resolve(self, cfg: Mapping) -> dict:
+        """``cfg`` with the defaults filled in; an unknown or missing key is refused, named.
+        (The keys' types and ``check`` are `featscope.tasks.resolve_task`'s: this module
+        imports only the standard library.)"""
+        cfg = dict(cfg)
+        if cfg.get("name", self.name) != self.name:
+            raise RegistryError(f"task '{self.name}' was given the config of task {cfg['name']!r}")
+        unknown = sorted(set(cfg) - {"name"} - set(self.all_params))
+        if unknown:
+            raise RegistryError(
+                f"task '{self.name}' takes no parameter {unknown[0]!r} (it takes {sorted(self.all_params)})"
+            )
+        full = {"name": self.name, **cfg}
+        for key, value in self.defaults.items():
+            full.setdefault(key, value)
+        missing = [k for k in self.required if k not in full]
+        if missing:
+            raise RegistryError(f"task '{self.name}' needs the parameter {missing[0]!r}")
+        return full
+
+    def outputs_of(self, cfg: Mapping) -> int:
+        """What a model trained on this task outputs: classes, or regression targets."""
+        if self.outputs is None:
+            return 1
+        return int(self.outputs(dict(cfg)) if callable(self.outputs) else self.outputs)
+
+
+TASKS: dict[str, TaskSpec] = {}
+COMMON_TASK_PARAMS = {  # every task takes these
+    "seed": {
+        "type": "integer",
+        "minimum": 0,
+        "default": 0,
+        "description": "seed of the data draw (the run's own `seeds` set initialisation and batch order)",
+    },
+}
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
+
+
+def register_task(
+    name: str,
+    *,
+    kind: str,
+    params: Mapping[str, object] | None = None,
+    outputs: int | Callable[[dict], int] | None = None,
+    check: Callable[[dict], None] | None = None,
+    optional: Iterable[str] = (),
+    description: str = "",
+    fn: Callable | str | None = None,
+):
+    """Register a task builder ``fn(cfg) -> dict of numpy arrays`` under ``name``.
+
+    ``params`` maps each key of the task's config block (besides ``name`` and ``seed``) to
+    its JSON schema, or to a plain default (a bool, int, float or string: its type is the
+    default's); a key without a default is required, unless named in ``optional``. A
+    classification task must give ``outputs`` (its number of classes); ``check(cfg)``
+    raises ``ValueError`` for what the keys' schemas cannot say. See `TaskSpec`.
+
+    >>> @register_task("parity", kind="classification", outputs=2, params={"d": 8, "n_train": 256})
+    ... def parity(cfg): ...
+
+    Used as a decorator, or called with ``fn`` (a function or a ``"module:name"`` string);
+    returns the function (the decorator) or the spec (called with ``fn``)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
+        raise RegistryError(
+            f"task {name!r}: a task's name is lower-case letters, digits and '_' (it names the dataset files, "
+            "results/data/<name>-<hash>.npz)"
+        )
+    if kind not in TASK_KINDS:
+        raise RegistryError(f"task '{name}': kind must be one of {sorted(TASK_KINDS)}, not {kind!r}")
+    if kind == "classification" and outputs is None:
+        raise RegistryError(f"task '{name}': a classification task needs outputs= (its number of classes)")
+    if (
+        isinstance(outputs, bool)
+        or not (outputs is None or callable(outputs) or isinstance(outputs, int))
+        or (isinstance(outputs, int) and outputs < 1)
+    ):
+        raise RegistryError(f"task '{name}': outputs must be a positive int or a function of the config")
+    schemas = {}
+    for key, value in (params or {}).items():
+        if key in COMMON_TASK_PARAMS or key == "name":
+            raise RegistryError(f"task '{name}': parameter {key!r} is common to every task; leave it out")
+        schemas[key] = _param_schema(name, key, value)
+    optional = frozenset(optional)
+    if not optional <= set(schemas):
+        raise RegistryError(f"task '{name}': optional {sorted(optional - set(schemas))} are not among its params")
+
+    def decorate(fn: Callable | str) -> Callable:
+        doc = description or ("" if isinstance(fn, str) else _first_line(fn))
+        _add(TASKS, "task", TaskSpec(name, fn, kind, schemas, outputs, check, doc, optional))
+        return fn
+
+    if fn is not None:
+        decorate(fn)
+        return TASKS[name]
+    return decorate
+
+
+def _param_schema(task: str, key: str, value) -> dict:
+    if isinstance(value, Mapping):
+        return dict(value)
+    for cls, json_type in _JSON_TYPES:  # bool first: a bool is an int too
+        if isinstance(value, cls):
+            return {"type": json_type, "default": value}
+    raise RegistryError(
+        f"task '{task}': parameter {key!r} needs a JSON schema (a dict) or a bool, int, float or string default, "
+        f"not {value!r}"
+    )
+
+
+def task(name: str) -> TaskSpec:
+    """The registered task ``name``; an unknown name is refused, naming the known ones."""
+    return _lookup(TASKS, "task", name)
+
+
 # ------------------------------------------------------------- analyses and figures
 @dataclass(frozen=True)
 class FigureSpec:
@@ -295,12 +472,12 @@ def register_figure(
 
 
 # ------------------------------------------------------------------------- lookups
-_BUILT_INS = ("featscope.observables", "featscope.analyses")
+_BUILT_INS = ("featscope.observables", "featscope.analyses", "featscope.tasks")
 
 
 def load_built_ins() -> None:
-    """Register the built-in families, analyses and figures (importing them registers them;
-    they import no torch and no matplotlib)."""
+    """Register the built-in families, analyses, figures and tasks (importing them registers
+    them; they import no torch and no matplotlib)."""
     for module in _BUILT_INS:
         importlib.import_module(module)
 

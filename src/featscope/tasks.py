@@ -1,8 +1,17 @@
 """Tasks: deterministic datasets built from a task config and its seed.
 
-A dataset is a dict of numpy arrays: ``x_train``, ``y_train`` and, when the
-task has a held-out split, ``x_test``, ``y_test``. Regression targets are
-(n, outputs) float arrays; classification targets are (n,) integer labels.
+Each task is a builder registered with `featscope.register_task` (the built-ins below
+register exactly as a plugin's task does): ``builder(cfg) -> dict`` of numpy arrays
+``x_train``, ``y_train`` and, when the task has a held-out split, ``x_test``, ``y_test``.
+``cfg`` is the study's ``task`` block with its defaults filled in; the builder must be
+deterministic in it (``cfg["seed"]`` draws the data). Inputs are float32, or int64 indices
+(token ids, such as modadd's (a, b) pairs), shaped (n, ...); regression targets are
+(n, outputs) float32; classification targets are (n,) int64 labels in [0, classes).
+`make_dataset` checks what a builder returns against this contract (`check_dataset`), so
+a wrong array is named in the data job, before any training.
+
+This module imports numpy and no torch: the planner reads task kinds and parameters while
+Snakemake starts. A builder imports what else it needs itself (scikit-learn, mnist1d).
 """
 
 from __future__ import annotations
@@ -12,8 +21,28 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_path, quarantine
+from .registry import RegistryError, register_task, task
+
+POSITIVE_INT = {"type": "integer", "minimum": 1}
+N_TRAIN = "training samples"
+N_TEST = "test samples (0: no test split)"
+RANDOM_LABELS = {
+    "type": "boolean",
+    "default": False,
+    "description": "replace the labels by uniformly random ones (memorisation control)",
+}
 
 
+@register_task(
+    "sin2",
+    kind="regression",
+    params={
+        "d": {**POSITIVE_INT, "default": 10, "description": "input dimension"},
+        "f": {"type": "number", "default": 10, "description": "frequency f in sin²(f·xᵢ)"},
+        "n_train": {**POSITIVE_INT, "default": 500, "description": N_TRAIN},
+        "n_test": {"type": "integer", "minimum": 0, "default": 0, "description": N_TEST},
+    },
+)
 def sin2(cfg: dict) -> dict:
     """Liu & Zheng's regression: y = sum_i sin^2(f x_i), x ~ N(0, I_d)."""
     rng = np.random.default_rng(cfg["seed"])
@@ -31,6 +60,21 @@ def _split(x, y, n_train: int) -> dict:
     return data
 
 
+@register_task(
+    "fn1d",
+    kind="regression",
+    params={
+        "freq": {"type": "number", "exclusiveMinimum": 0, "default": 2, "description": "frequency of the sine"},
+        "noise": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0.0,
+            "description": "standard deviation of Gaussian noise added to y",
+        },
+        "n_train": {**POSITIVE_INT, "default": 256, "description": N_TRAIN},
+        "n_test": {"type": "integer", "minimum": 0, "default": 256, "description": N_TEST},
+    },
+)
 def fn1d(cfg: dict) -> dict:
     """A 1-D regression function y = sin(2π·freq·x) (+ noise), x ~ U[-1, 1]."""
     rng = np.random.default_rng(cfg["seed"])
@@ -40,6 +84,16 @@ def fn1d(cfg: dict) -> dict:
     return _split(x.astype(np.float32), y.astype(np.float32), cfg["n_train"])
 
 
+@register_task(
+    "mnist1d",
+    kind="classification",
+    outputs=10,
+    params={
+        "n_train": {**POSITIVE_INT, "default": 4000, "description": N_TRAIN},
+        "n_test": {**POSITIVE_INT, "default": 1000, "description": N_TEST},
+        "random_labels": RANDOM_LABELS,
+    },
+)
 def mnist1d(cfg: dict) -> dict:
     """MNIST-1D (Greydanus & Kobak), generated procedurally by the `mnist1d` package: no download."""
     from mnist1d.data import get_dataset_args
@@ -59,6 +113,16 @@ def mnist1d(cfg: dict) -> dict:
     return _with_random_labels(data, cfg)
 
 
+IMAGE_PARAMS = {
+    "n_train": {**POSITIVE_INT, "default": 10000, "description": N_TRAIN},
+    "n_test": {**POSITIVE_INT, "default": 2000, "description": N_TEST},
+    "random_labels": RANDOM_LABELS,
+}
+IMAGES = "downloaded once by the data rule (checksums verified) into $FEATSCOPE_DOWNLOADS"
+
+
+@register_task("cifar10", kind="classification", outputs=10, params=IMAGE_PARAMS, description=IMAGES)
+@register_task("mnist", kind="classification", outputs=10, params=IMAGE_PARAMS, description=IMAGES)
 def images(cfg: dict) -> dict:
     """MNIST or CIFAR-10, downloaded once (checksums verified), then a seeded subset."""
     from .downloads import load_cifar10, load_mnist
@@ -78,6 +142,24 @@ def images(cfg: dict) -> dict:
 DIGITS_SAMPLES = 1797  # scikit-learn's bundled copy of the UCI optical digits test set
 
 
+def _digits_fit(cfg: dict) -> None:
+    n_train, n_test = cfg["n_train"], cfg["n_test"]
+    if n_train + n_test > DIGITS_SAMPLES:
+        raise ValueError(f"n_train + n_test = {n_train + n_test} but the dataset has {DIGITS_SAMPLES} images")
+
+
+@register_task(
+    "digits",
+    kind="classification",
+    outputs=10,
+    check=_digits_fit,
+    params={
+        "n_train": {**POSITIVE_INT, "default": 1200, "description": N_TRAIN},
+        "n_test": {**POSITIVE_INT, "default": 597, "description": N_TEST},
+        "random_labels": RANDOM_LABELS,
+    },
+    description="scikit-learn's bundled 8x8 digits (1797 images, no download); n_train + n_test <= 1797",
+)
 def digits(cfg: dict) -> dict:
     """scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes): real images, offline.
 
@@ -87,11 +169,8 @@ def digits(cfg: dict) -> dict:
     """
     from sklearn.datasets import load_digits
 
+    _digits_fit(cfg)
     n_train, n_test = cfg["n_train"], cfg["n_test"]
-    if n_train + n_test > DIGITS_SAMPLES:
-        raise ValueError(
-            f"task digits: n_train + n_test = {n_train + n_test} but the dataset has {DIGITS_SAMPLES} images"
-        )
     raw = load_digits()
     x = (raw.images / 16.0).astype(np.float32)[:, None]
     y = raw.target.astype(np.int64)
@@ -109,6 +188,38 @@ def _with_random_labels(data: dict, cfg: dict) -> dict:
     return data
 
 
+def _one_size(cfg: dict) -> None:
+    modadd_train_fraction(cfg)
+
+
+@register_task(
+    "modadd",
+    kind="classification",
+    outputs=lambda cfg: cfg["M"],
+    check=_one_size,
+    optional=("train_fraction", "train_ratio", "split"),
+    params={
+        "M": {"type": "integer", "minimum": 2, "description": "modulus; classes = M"},
+        "train_fraction": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "share of the M² pairs used for training; the rest is the test set",
+        },
+        "train_ratio": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "instead of train_fraction: train on ratio · M ln M pairs (Tian's reference code's "
+            "critical_ratio_multiplier; its n_crit constant is 2.7482)",
+        },
+        "split": {
+            "enum": ["fixed", "per_seed"],
+            "description": "fixed (when omitted) = one split from `seed` for every seed of a grid point; per_seed = "
+            "each run draws its own split with the run's seed (replacing `seed`), as Tian's reference code does "
+            "(scikit-learn's train_test_split with random_state = seed)",
+        },
+    },
+)
 def modadd(cfg: dict) -> dict:
     """(a + b) mod M over all M² pairs, split into a training and a test set.
 
@@ -149,42 +260,122 @@ def modadd_train_fraction(cfg: dict) -> float:
     """The share of the M² pairs a modadd task trains on: `train_fraction`, or
     `train_ratio` · ln M / M (clipped to [0, 1] as the reference clips its test size)."""
     if ("train_fraction" in cfg) == ("train_ratio" in cfg):
-        raise ValueError("task modadd: give exactly one of train_fraction and train_ratio")
+        raise ValueError("give exactly one of train_fraction and train_ratio")
     if "train_fraction" in cfg:
         return float(cfg["train_fraction"])
     m = cfg["M"]
     return min(max(cfg["train_ratio"] * np.log(m) / m, 0.0), 1.0)
 
 
-TASKS = {
-    "sin2": (sin2, "regression"),
-    "fn1d": (fn1d, "regression"),
-    "mnist1d": (mnist1d, "classification"),
-    "modadd": (modadd, "classification"),
-    "mnist": (images, "classification"),
-    "cifar10": (images, "classification"),
-    "digits": (digits, "classification"),
-}
-
-
-DOWNLOADED = ("mnist", "cifar10")  # fetched over the network; the rest are generated locally
-
-
 def task_outputs(cfg: dict) -> int:
-    """Output dimension a model needs: classes, or regression targets."""
-    return {"mnist1d": 10, "mnist": 10, "cifar10": 10, "digits": 10, "modadd": cfg.get("M", 0)}.get(cfg["name"], 1)
+    """Output dimension a model needs: classes, or regression targets (the task's ``outputs``)."""
+    return task(cfg["name"]).outputs_of(cfg)
 
 
 def task_kind(name: str) -> str:
-    return TASKS[name][1]
+    """``"regression"`` or ``"classification"``: the registered task's kind."""
+    return task(name).kind
+
+
+class DatasetError(ValueError):
+    """A task's builder returned data that breaks the dataset contract; the message names
+    the task, the array and what is wrong."""
 
 
 def make_dataset(cfg: dict) -> dict:
-    """Build the dataset a task config describes (deterministic in ``cfg['seed']``)."""
-    if cfg["name"] not in TASKS:
-        raise ValueError(f"unknown task '{cfg['name']}'; known: {sorted(TASKS)}")
-    builder, _ = TASKS[cfg["name"]]
-    return builder(cfg)
+    """Build the dataset a task config describes (deterministic in ``cfg['seed']``).
+
+    The config is resolved by the registered task first (defaults filled in, an unknown or
+    missing key refused, naming it: the same as the workflow's config check), and what the
+    builder returns is checked (`check_dataset`)."""
+    full = resolve_task(cfg)
+    data = task(full["name"]).build(full)
+    check_dataset(data, full)
+    return data
+
+
+def resolve_task(cfg: dict) -> dict:
+    """The task config with its defaults filled in, checked as the workflow's config check
+    does: an unknown or missing key, a value of the wrong type or out of range, and what the
+    task's own ``check`` refuses raise `featscope.registry.RegistryError` (a ``ValueError``)
+    naming the task and the key."""
+    import jsonschema
+
+    spec = task(cfg["name"])
+    full = spec.resolve(cfg)
+    for error in jsonschema.Draft202012Validator(spec.schema()).iter_errors(full):
+        where = ".".join(map(str, error.absolute_path))
+        raise RegistryError(f"task '{spec.name}', parameter {where!r}: {error.message}")
+    if spec.check is not None:
+        try:
+            spec.check(full)
+        except ValueError as err:
+            raise RegistryError(f"task '{spec.name}': {err}") from None
+    return full
+
+
+def check_dataset(data, cfg: dict) -> None:
+    """Refuse data that breaks the contract of task ``cfg['name']`` (module docstring):
+    wrong keys, non-arrays, wrong dtypes or shapes, train and test that disagree, labels
+    outside [0, classes), non-finite values. The message names the task and the array."""
+    spec = task(cfg["name"])
+    where = f"task '{spec.name}' ({_origin_of(spec)})"
+
+    def fail(message: str):
+        raise DatasetError(f"{where}: {message}")
+
+    if not isinstance(data, dict):
+        fail(f"the builder returned {type(data).__name__}, not a dict of numpy arrays")
+    keys = set(data)
+    unknown = sorted(keys - {"x_train", "y_train", "x_test", "y_test"})
+    if unknown:
+        fail(f"unknown key {unknown[0]!r}; a dataset has x_train, y_train and optionally x_test, y_test")
+    for key in ("x_train", "y_train"):
+        if key not in keys:
+            fail(f"no {key!r}")
+    if ("x_test" in keys) != ("y_test" in keys):
+        fail("x_test and y_test come together: one is missing")
+    outputs = spec.outputs_of(cfg)
+    for split in ("train", "test"):
+        if f"x_{split}" not in keys:
+            continue
+        x, y = data[f"x_{split}"], data[f"y_{split}"]
+        for key, array in ((f"x_{split}", x), (f"y_{split}", y)):
+            if not isinstance(array, np.ndarray):
+                fail(f"{key} is a {type(array).__name__}, not a numpy array")
+        if x.dtype not in (np.float32, np.int64):
+            fail(f"x_{split} has dtype {x.dtype}; inputs are float32 (or int64 indices)")
+        if x.ndim < 2:
+            fail(f"x_{split} has shape {x.shape}; inputs are (n, ...) with at least one feature axis")
+        if len(y) != len(x):
+            fail(f"x_{split} has {len(x)} samples but y_{split} has {len(y)}")
+        if split == "train" and len(x) == 0:
+            fail("x_train is empty")
+        if spec.kind == "regression":
+            if y.dtype != np.float32 or y.shape[1:] != (outputs,):
+                fail(
+                    f"y_{split} has dtype {y.dtype} and shape {y.shape}; regression targets are float32 "
+                    f"(n, {outputs}) (the task's outputs={outputs})"
+                )
+        else:
+            if y.dtype != np.int64 or y.ndim != 1:
+                fail(f"y_{split} has dtype {y.dtype} and shape {y.shape}; class labels are int64 (n,)")
+            if len(y) and (y.min() < 0 or y.max() >= outputs):
+                fail(
+                    f"y_{split} has labels in [{y.min()}, {y.max()}]; the task has {outputs} classes (0..{outputs - 1})"
+                )
+        for key, array in ((f"x_{split}", x), (f"y_{split}", y)):
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                fail(f"{key} holds NaN or infinite values")
+    if "x_test" in keys:
+        train, test = data["x_train"], data["x_test"]
+        if train.shape[1:] != test.shape[1:] or train.dtype != test.dtype:
+            fail(f"x_train is {train.dtype} {train.shape[1:]} per sample but x_test is {test.dtype} {test.shape[1:]}")
+
+
+def _origin_of(spec) -> str:
+    fn = spec.fn
+    return fn if isinstance(fn, str) else f"{fn.__module__}.{fn.__qualname__}"
 
 
 def save_dataset(data: dict, path) -> None:
