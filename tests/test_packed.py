@@ -263,10 +263,20 @@ def test_stacked_forward_gives_a_plain_networks_loss_and_gradients():
 @pytest.mark.parametrize("name, betas", [("adam", None), ("adamw", None), ("sgd", None), ("adamw", [0.9, 0.98])])
 def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name, betas):
     """Per-run values (lr, weight decay, momentum, warm-up) over stacked tensors, against
-    `train_one`'s own optimiser and warm-up on each run's tensors alone; `optim.betas`
-    reaches both."""
+    ``torch.optim``'s fused optimiser with a ``LambdaLR`` linear warm-up on each run's
+    tensors alone (what `train_one` used before both engines shared the optimiser);
+    `optim.betas` reaches both."""
     from featscope.batched_optim import BatchedOptimizer
-    from featscope.training import _optimizer, _warmup
+
+    def _optimizer(cfg, params):
+        kw = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"], "fused": True}
+        if cfg["name"] == "sgd":
+            return torch.optim.SGD(params, momentum=cfg["momentum"], **kw)
+        adam = torch.optim.Adam if cfg["name"] == "adam" else torch.optim.AdamW
+        return adam(params, betas=tuple(cfg.get("betas", (0.9, 0.999))), **kw)
+
+    def _warmup(steps):
+        return lambda t: min(1.0, (t + 1) / steps) if steps > 0 else 1.0
 
     optims = [
         {"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "warmup_steps": 0},

@@ -32,6 +32,7 @@ _PUBLIC = {  # name -> the module that defines it
     "register_family": ".registry",
     "register_analysis": ".registry",
     "register_figure": ".registry",
+    "register_loss": ".registry",
 }
 __all__ = list(_PUBLIC)
 

@@ -320,7 +320,8 @@ def complete_schema(schema: dict) -> dict:
     """The config schema with what the registries hold filled in: the names a study's
     ``analyses`` and ``figures`` may list (built-in and plugin ones), the model names (the
     schema file's built-ins and any registered model) and, for a registered
-    analysis whose parameter block the schema lacks, that block (an object, default {}).
+    analysis whose parameter block the schema lacks, that block (an object, default {}), and
+    the losses ``train.loss`` may name (the file's built-ins and any registered loss).
     The schema file leaves these open; `validate_schema` and `check` complete it."""
     from . import registry
 
@@ -332,6 +333,9 @@ def complete_schema(schema: dict) -> dict:
     for key in ("analyses", "figures"):
         if key in study:
             study[key].setdefault("items", {})["enum"] = enums[key]
+    loss = study.get("train", {}).get("properties", {}).get("loss")
+    if loss is not None and "enum" in loss:  # the file's built-ins, then losses plugins registered
+        loss["enum"] = list(dict.fromkeys([*loss["enum"], *registry.LOSSES]))
     from .architectures import MODELS  # importing it registers the built-in models (no torch)
 
     name = schema["$defs"].get("model", {}).get("properties", {}).get("name")
