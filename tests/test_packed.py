@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from featscope import packed
+from featscope import loop, packed
 from featscope.packed import pack_key, train_packed
 from featscope.tasks import make_dataset
 from featscope.training import loss_fn, per_run_loss, train_one
@@ -102,7 +102,7 @@ def test_killed_pack_resumes_to_the_same_result(tmp_path, monkeypatch):
     runs = [(f"seed-{s}", dict(MODADD, seed=s)) for s in (0, 1)]
     whole = train_packed(runs, data)
     state = tmp_path / "pack.pt"
-    real, calls = packed._accuracies, {"n": 0}
+    real, calls = loop._accuracies, {"n": 0}
 
     def killed_at_step_37(*args):
         calls["n"] += 1
@@ -110,11 +110,11 @@ def test_killed_pack_resumes_to_the_same_result(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(packed, "_accuracies", killed_at_step_37)
+    monkeypatch.setattr(loop, "_accuracies", killed_at_step_37)
     with pytest.raises(KeyboardInterrupt):
         train_packed(runs, data, resume_path=state, resume_every=0.0)
     assert state.exists()
-    monkeypatch.setattr(packed, "_accuracies", real)
+    monkeypatch.setattr(loop, "_accuracies", real)
     resumed = train_packed(runs, data, resume_path=state, resume_every=0.0)
     for a, b in zip(whole, resumed):
         for name, stack in a.checkpoints["params"].items():
