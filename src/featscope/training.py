@@ -30,6 +30,7 @@ from .loop import (  # noqa: F401 (the names callers import from here)
 from .losses import zero_mean_mse  # noqa: F401 (tests and notebooks import it from here)
 from .models import build_model
 from .registry import loss as registered_loss
+from .tasks import task_kind, task_outputs  # noqa: F401 (imported from here by tests)
 
 
 def loss_fn(kind: str, name: str):
