@@ -175,3 +175,38 @@ def test_a_plugin_loss_trains_in_both_engines_and_reaches_the_schema():
     finally:
         registry.LOSSES.pop("test_l1", None)
         registry.LOSSES.pop("test_l1_written", None)
+
+
+def test_the_extending_pages_loss_recipe_trains_with_huber_values():
+    """The page's block, run as a plugin would be: per-run values against torch's Huber loss
+    run by run, the schema takes the name, and a pack's first training row is the Huber
+    loss of its initial net."""
+    import re
+    from pathlib import Path
+
+    from torch.nn.functional import huber_loss
+
+    from featscope.config import complete_schema
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "extending.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.DOTALL) if "register_loss" in b]
+    try:
+        exec(compile(block, "extending.md", "exec"), {"__name__": "huber_plugin"})
+        spec = registry.loss("huber")
+        out, y = torch.randn(3, 20, 2) * 2, torch.randn(3, 20, 2)
+        want = torch.stack([huber_loss(out[i], y[i]) for i in range(3)])
+        assert torch.allclose(spec.fn(out, y), want, rtol=1e-6)
+        train = {"properties": {"loss": {"enum": []}}}
+        schema = complete_schema({"$defs": {"study": {"properties": {"train": train}}}})
+        assert "huber" in schema["$defs"]["study"]["properties"]["train"]["properties"]["loss"]["enum"]
+        data = make_dataset(SIN2["task"])
+        cfg = {**SIN2, "train": {**SIN2["train"], "loss": "huber"}}
+        (packed,) = train_packed([("h", cfg)], data)
+        alone = train_one("h", cfg, data, progress=False)
+        assert np.allclose(packed.metrics.loss, alone.metrics.loss, rtol=1e-4, atol=1e-6)
+        x, y = (torch.as_tensor(data[k]).float() for k in ("x_train", "y_train"))
+        with torch.no_grad():
+            first = huber_loss(alone_model_at_step_0(cfg, x), y).item()
+        assert alone.metrics.query("step == 0 and split == 'train'").loss.item() == pytest.approx(first, rel=1e-6)
+    finally:
+        registry.LOSSES.pop("huber", None)
