@@ -242,6 +242,14 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
     from .tasks import task_kind
 
     kind = task_kind(cfg["task"]["name"])
+    from .registry import LOSSES  # filled in by `complete_schema` (built-ins and plugins)
+
+    loss = LOSSES.get(cfg["train"]["loss"])
+    if loss is not None and kind not in loss.applies_to:
+        raise ConfigError(
+            f"config key '{_path(at + ('train', 'loss'))}': loss '{loss.name}' applies to "
+            f"{sorted(loss.applies_to)} tasks, not to task '{cfg['task']['name']}' ({kind})"
+        )
     for family in cfg.get("observables") or {}:
         where = _path(at + ("observables", family))
         if family not in known_observables:
