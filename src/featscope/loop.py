@@ -31,7 +31,9 @@ from one table (`registry.register_loss`, `featscope.losses`).
 
 Step convention: step t is the model after t optimiser updates. The metrics row for step t
 holds the loss of those parameters, and the checkpoint for step t holds the same
-parameters, so metrics and observables line up.
+parameters, so metrics and observables line up. Buffers a training forward updates (batch
+norm's running statistics, module engine) are checkpointed after step t's batch has
+updated them, as `train_one` always did.
 """
 
 from __future__ import annotations
