@@ -123,11 +123,12 @@ def test_packed_engine_starts_from_the_same_initialisation(scheme, scale):
         assert torch.equal(w0, built.hidden[0].weight.detach())
 
 
-def _check(model: dict, task: dict | None = None):
+def _check(model: dict, task: dict | None = None, loss: str = "mse"):
     """The config checks of workflow/rules/common.smk on a one-run study."""
     path = pathlib.Path(__file__).parent.parent / "workflow" / "schemas" / "config.schema.yaml"
     schema = yaml.safe_load(path.read_text())
-    study = {**SIN2, "task": task or SIN2["task"], "model": model, "seeds": [0]}
+    train = {**SIN2["train"], "loss": loss}
+    study = {**SIN2, "task": task or SIN2["task"], "model": model, "train": train, "seeds": [0]}
     config = {"studies": {"s": study}}
     fsconfig.validate_schema(config, schema)
     fill_defaults(config, fsconfig.complete_schema(schema))  # the registries' schema: the task keys are theirs
@@ -145,7 +146,7 @@ def test_schema_takes_init_and_names_a_bad_one():
 
 def test_schema_takes_the_digits_task():
     task = {"name": "digits", "n_train": 100, "n_test": 50}
-    runs = _check({"name": "cnn", "width": 8}, task)
+    runs = _check({"name": "cnn", "width": 8}, task, loss="cross_entropy")
     assert runs["s"][0].config["task"] == {**task, "random_labels": False, "seed": 0}
     with pytest.raises(fsconfig.ConfigError, match="n_val"):
-        _check({"name": "cnn", "width": 8}, {**task, "n_val": 3})
+        _check({"name": "cnn", "width": 8}, {**task, "n_val": 3}, loss="cross_entropy")

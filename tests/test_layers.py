@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "featscope"
-PLANNING = ["registry.py", "config.py", "plan.py", "packing.py", "device.py", "io.py", "observables/__init__.py"]
+PLANNING = [
+    "registry.py",
+    "config.py",
+    "plan.py",
+    "packing.py",
+    "device.py",
+    "io.py",
+    "observables/__init__.py",
+    "losses.py",
+]
 
 
 def _imports(path: Path, module_level_only: bool) -> set[str]:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from featscope import packed
+from featscope import loop, packed
 from featscope.packed import pack_key, train_packed
 from featscope.tasks import make_dataset
 from featscope.training import loss_fn, per_run_loss, train_one
@@ -102,7 +102,7 @@ def test_killed_pack_resumes_to_the_same_result(tmp_path, monkeypatch):
     runs = [(f"seed-{s}", dict(MODADD, seed=s)) for s in (0, 1)]
     whole = train_packed(runs, data)
     state = tmp_path / "pack.pt"
-    real, calls = packed._accuracies, {"n": 0}
+    real, calls = loop._accuracies, {"n": 0}
 
     def killed_at_step_37(*args):
         calls["n"] += 1
@@ -110,11 +110,11 @@ def test_killed_pack_resumes_to_the_same_result(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(packed, "_accuracies", killed_at_step_37)
+    monkeypatch.setattr(loop, "_accuracies", killed_at_step_37)
     with pytest.raises(KeyboardInterrupt):
         train_packed(runs, data, resume_path=state, resume_every=0.0)
     assert state.exists()
-    monkeypatch.setattr(packed, "_accuracies", real)
+    monkeypatch.setattr(loop, "_accuracies", real)
     resumed = train_packed(runs, data, resume_path=state, resume_every=0.0)
     for a, b in zip(whole, resumed):
         for name, stack in a.checkpoints["params"].items():
@@ -263,10 +263,20 @@ def test_stacked_forward_gives_a_plain_networks_loss_and_gradients():
 @pytest.mark.parametrize("name, betas", [("adam", None), ("adamw", None), ("sgd", None), ("adamw", [0.9, 0.98])])
 def test_batched_optimizer_is_train_ones_optimiser_run_by_run_bit_for_bit(name, betas):
     """Per-run values (lr, weight decay, momentum, warm-up) over stacked tensors, against
-    `train_one`'s own optimiser and warm-up on each run's tensors alone; `optim.betas`
-    reaches both."""
+    ``torch.optim``'s fused optimiser with a ``LambdaLR`` linear warm-up on each run's
+    tensors alone (what `train_one` used before both engines shared the optimiser);
+    `optim.betas` reaches both."""
     from featscope.batched_optim import BatchedOptimizer
-    from featscope.training import _optimizer, _warmup
+
+    def _optimizer(cfg, params):
+        kw = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"], "fused": True}
+        if cfg["name"] == "sgd":
+            return torch.optim.SGD(params, momentum=cfg["momentum"], **kw)
+        adam = torch.optim.Adam if cfg["name"] == "adam" else torch.optim.AdamW
+        return adam(params, betas=tuple(cfg.get("betas", (0.9, 0.999))), **kw)
+
+    def _warmup(steps):
+        return lambda t: min(1.0, (t + 1) / steps) if steps > 0 else 1.0
 
     optims = [
         {"name": name, "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "warmup_steps": 0},

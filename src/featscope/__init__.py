@@ -33,6 +33,7 @@ _PUBLIC = {  # name -> the module that defines it
     "register_analysis": ".registry",
     "register_figure": ".registry",
     "register_task": ".registry",
+    "register_loss": ".registry",
 }
 __all__ = list(_PUBLIC)
 

@@ -1,9 +1,12 @@
-"""Adam, AdamW and SGD over stacked parameters, with per-run hyperparameters.
+"""Adam, AdamW and SGD over stacked parameters, with per-run hyperparameters: the
+optimiser and the warm-up of every engine of the training loop (`featscope.loop`).
 
-A pack's parameters are tensors (S, ...) holding S runs. Each run's update is the one
-`train_one`'s optimiser (``torch.optim``'s, fused) makes on that run alone, bit for bit
-(tests/test_packed.py), except that the learning rate, weight decay, momentum and warm-up
-length are per run, so grid points that differ only in those values share a pack.
+A pack's parameters are tensors (S, ...) holding S runs (the module engine's one run is
+S = 1, views of its module's parameters). Each run's update is the one ``torch.optim``'s
+fused optimiser with a ``LambdaLR`` linear warm-up makes on that run alone, bit for bit
+(tests/test_packed.py, tests/test_loop.py), except that the learning rate, weight decay,
+momentum and warm-up length are per run, so grid points that differ only in those values
+share a pack.
 
 The updates go through torch's fused kernels (``torch._fused_adam_`` and kin, which
 ``torch.optim``'s ``fused=True`` calls) on each run's slices of the stacked tensors. The
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim's defaults, as train_one uses
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim's defaults
 
 
 class BatchedOptimizer:
@@ -41,7 +44,8 @@ class BatchedOptimizer:
         self._views = {}  # id -> (stacked tensor, its per-run views)
 
     def lrs(self) -> list[float]:
-        """Each run's learning rate at this step (linear warm-up, as train_one's LambdaLR)."""
+        """Each run's learning rate at this step: linear warm-up over its ``warmup_steps``,
+        the factor ``LambdaLR`` would apply with ``min(1, (t + 1) / warmup_steps)``."""
         return [lr * (min(1.0, (self.t + 1) / w) if w > 0 else 1.0) for lr, w in zip(self.base_lr, self.warmup)]
 
     def zero_grad(self) -> None:

@@ -243,6 +243,14 @@ def _check_run(run: Run, at: tuple, known_observables: dict, family_params: dict
 
     _check_task(cfg["task"], at + ("task",))
     kind = task_kind(cfg["task"]["name"])
+    from .registry import LOSSES  # filled in by `complete_schema` (built-ins and plugins)
+
+    loss = LOSSES.get(cfg["train"]["loss"])
+    if loss is not None and kind not in loss.applies_to:
+        raise ConfigError(
+            f"config key '{_path(at + ('train', 'loss'))}': loss '{loss.name}' applies to "
+            f"{sorted(loss.applies_to)} tasks, not to task '{cfg['task']['name']}' ({kind})"
+        )
     for family in cfg.get("observables") or {}:
         where = _path(at + ("observables", family))
         if family not in known_observables:
@@ -333,8 +341,9 @@ def complete_schema(schema: dict) -> dict:
     """The config schema with what the registries hold filled in: the names a study's
     ``analyses`` and ``figures`` may list (built-in and plugin ones), the model names (the
     schema file's built-ins and any registered model), the task names and each task's keys
-    (`task_branches`) and, for a registered
-    analysis whose parameter block the schema lacks, that block (an object, default {}).
+    (`task_branches`), for a registered analysis whose parameter block the schema lacks, that
+    block (an object, default {}), and the losses ``train.loss`` may name (the file's
+    built-ins and any registered loss).
     The schema file leaves these open; `validate_schema` and `check` complete it."""
     from . import registry
 
@@ -346,6 +355,9 @@ def complete_schema(schema: dict) -> dict:
     for key in ("analyses", "figures"):
         if key in study:
             study[key].setdefault("items", {})["enum"] = enums[key]
+    loss = study.get("train", {}).get("properties", {}).get("loss")
+    if loss is not None and "enum" in loss:  # the file's built-ins, then losses plugins registered
+        loss["enum"] = list(dict.fromkeys([*loss["enum"], *registry.LOSSES]))
     from .architectures import MODELS  # importing it registers the built-in models (no torch)
 
     name = schema["$defs"].get("model", {}).get("properties", {}).get("name")

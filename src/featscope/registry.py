@@ -471,8 +471,70 @@ def register_figure(
     return decorate
 
 
+# --------------------------------------------------------------------------- losses
+@dataclass(frozen=True)
+class LossSpec:
+    """A training loss, for both engines.
+
+    ``fn(outputs, targets) -> losses``: outputs (S, n, ...) of S runs, targets (S, n, ...)
+    (float for regression, class indices for classification), one loss per run (S,),
+    differentiable by autograd: the module engine's backward and every evaluation row.
+    ``gradient``, if given, is the same loss with its gradient written out,
+    ``(outputs, targets) -> (losses (S,), d losses.sum() / d outputs)``, for the stacked
+    engine's hand-written backward (it may overwrite ``outputs``' copy it is given);
+    without one, `value_and_gradient` asks autograd. ``applies_to`` are the task kinds
+    it is defined for."""
+
+    name: str
+    fn: Callable
+    gradient: Callable | None = None
+    applies_to: frozenset = TASK_KINDS
+    description: str = ""
+
+    def value_and_gradient(self, outputs, targets):
+        """Per-run losses (S,) and the gradient of their sum with respect to ``outputs``."""
+        if self.gradient is not None:
+            return self.gradient(outputs, targets)
+        return _resolve("featscope.losses:by_autograd")(self.fn, outputs, targets)  # imports torch
+
+    def for_task(self, kind: str, task: str = "") -> LossSpec:
+        """This loss, checked to apply to a task of ``kind``; a mismatch is refused, named."""
+        if kind not in self.applies_to:
+            what = f"task '{task}' ({kind})" if task else f"{kind} task"
+            raise RegistryError(f"loss '{self.name}' applies to {sorted(self.applies_to)} tasks, not to a {what}")
+        return self
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(
+    name: str,
+    *,
+    applies_to: Iterable[str] = TASK_KINDS,
+    gradient: Callable | None = None,
+    description: str = "",
+):
+    """Register a loss ``fn(outputs (S, n, ...), targets (S, n, ...)) -> losses (S,)`` under
+    ``name`` (the config's ``train.loss``), optionally with its written-out ``gradient``
+    (see `LossSpec`). Returns the function.
+
+    >>> @register_loss("l1", applies_to=["regression"])
+    ... def l1(out, y): return (out - y).abs().flatten(1).mean(1)
+    """
+    kinds = frozenset(applies_to)
+    if not kinds <= TASK_KINDS:
+        raise RegistryError(f"loss '{name}': applies_to {sorted(kinds - TASK_KINDS)} is not a task kind")
+
+    def decorate(fn: Callable) -> Callable:
+        _add(LOSSES, "loss", LossSpec(name, fn, gradient, kinds, description or _first_line(fn)))
+        return fn
+
+    return decorate
+
+
 # ------------------------------------------------------------------------- lookups
-_BUILT_INS = ("featscope.observables", "featscope.analyses", "featscope.tasks")
+_BUILT_INS = ("featscope.observables", "featscope.analyses", "featscope.tasks", "featscope.losses")
 
 
 def load_built_ins() -> None:
@@ -485,6 +547,11 @@ def load_built_ins() -> None:
 def analysis(name: str) -> AnalysisSpec:
     """The registered analysis ``name``; an unknown name is refused, naming the known ones."""
     return _lookup(ANALYSES, "analysis", name)
+
+
+def loss(name: str) -> LossSpec:
+    """The registered loss ``name``; an unknown name is refused, naming the known ones."""
+    return _lookup(LOSSES, "loss", name)
 
 
 def figure(name: str) -> FigureSpec:
