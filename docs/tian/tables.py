@@ -186,11 +186,13 @@ def scaling_tables(studies: dict, read_at=(1000, 2000, 3000, 4000), draws: int =
     read from the same runs' test accuracy at step t (full batch, constant lr: a run's first t
     steps are the t-step run). At the last t the fit is checked against the workflow's own
     scaling.parquet when every M is bracketed (the workflow fits every M)."""
-    per_m, fits = [], []
+    per_m, fits, times = [], [], []
     for width, study in studies.items():
         runs = pd.read_parquet(study / "runs.parquet")
         metrics = pd.concat(pd.read_parquet(f) for f in sorted((study / "metrics").glob("*.parquet")))
+        metrics = metrics[metrics.run.isin(runs.run)]
         steps = int(runs["train.steps"].max())
+        times.append(_grokking_steps(runs, stages.grokking_table(metrics)).assign(K=width))
         for t in [t for t in read_at if t <= steps]:
             outcomes = _outcomes(runs, stages.grokking_table(metrics[metrics.step <= t]))
             table = _critical_ratios(outcomes)
@@ -223,7 +225,28 @@ def scaling_tables(studies: dict, read_at=(1000, 2000, 3000, 4000), draws: int =
     per_m["n_crit"] = per_m.n_crit.round(1)
     wide = per_m.pivot_table(index=["K", "M"], columns="steps", values="critical ratio").round(3)
     wide.columns = [f"{c} steps" for c in wide.columns]
-    return {"scaling_per_M": per_m, "scaling_fit": pd.DataFrame(fits), "scaling_critical_ratio": wide.reset_index()}
+    times = pd.concat(times)
+    times = times[["K", *[c for c in times.columns if c != "K"]]]
+    return {
+        "scaling_per_M": per_m,
+        "scaling_fit": pd.DataFrame(fits),
+        "scaling_critical_ratio": wide.reset_index(),
+        "scaling_grokking_step": times,
+    }
+
+
+def _grokking_steps(runs: pd.DataFrame, grok: pd.DataFrame) -> pd.DataFrame:
+    """Per M and ratio: the step at which test accuracy first reaches 0.95, median [IQR] over
+    the seeds that reach it within the run, and how many of them do."""
+    table = runs[["run", "task.M", "task.train_ratio"]].merge(grok, on="run")
+    cell = {
+        (m, r): f"{miqr(g.step_test_fit)} {int(g.step_test_fit.notna().sum())}/{len(g)}"
+        for (m, r), g in table.groupby(["task.M", "task.train_ratio"])
+    }
+    frame = pd.Series(cell).unstack()
+    frame.index.name = "M"
+    frame.columns = [f"ratio {r:g}" for r in frame.columns]
+    return frame.reset_index()
 
 
 def main(results: str) -> None:
