@@ -20,7 +20,7 @@ from featscope import stages
 
 OUT = Path(__file__).resolve().parent
 C_REFERENCE = 2.7482  # luckmatters cogo/config/dyn_madd.yaml: critical_ratio_multiplier
-SCALING_STUDIES = ("grokking-scaling-71", "grokking-scaling-71-k128")
+SCALING_STUDIES = ("grokking-scaling-71", "grokking-scaling-71-k128", "grokking-scaling-71-long")
 
 
 def miqr(values) -> str:
@@ -181,19 +181,21 @@ def _bootstrap_c(outcomes: pd.DataFrame, draws: int, seed: int = 0) -> np.ndarra
     return np.asarray(cs)
 
 
-def scaling_tables(studies: dict, read_at=(1000, 2000, 3000, 4000), draws: int = 200) -> dict:
-    """Per K and training length t: each M's critical ratio and the fit of n_crit = c · M ln M,
-    read from the same runs' test accuracy at step t (full batch, constant lr: a run's first t
-    steps are the t-step run). At the last t the fit is checked against the workflow's own
+def scaling_tables(studies: dict, reads: int = 4, draws: int = 200) -> dict:
+    """Per study (name: folder) and training length t (`reads` evenly spaced lengths up to the
+    study's): each M's critical ratio and the fit of n_crit = c · M ln M, read from the same
+    runs' test accuracy at step t (full batch, constant lr: a run's first t steps are the t-step
+    run). At the last t the fit is checked against the workflow's own
     scaling.parquet when every M is bracketed (the workflow fits every M)."""
     per_m, fits, times = [], [], []
-    for width, study in studies.items():
+    for name, study in studies.items():
         runs = pd.read_parquet(study / "runs.parquet")
+        width = int(runs["model.width"].iloc[0])
         metrics = pd.concat(pd.read_parquet(f) for f in sorted((study / "metrics").glob("*.parquet")))
         metrics = metrics[metrics.run.isin(runs.run)]
         steps = int(runs["train.steps"].max())
-        times.append(_grokking_steps(runs, stages.grokking_table(metrics)).assign(K=width))
-        for t in [t for t in read_at if t <= steps]:
+        times.append(_grokking_steps(runs, stages.grokking_table(metrics)).assign(study=name, K=width))
+        for t in [steps * (i + 1) // reads for i in range(reads)]:
             outcomes = _outcomes(runs, stages.grokking_table(metrics[metrics.step <= t]))
             table = _critical_ratios(outcomes)
             c, r2, used = _fit(table)
@@ -202,9 +204,12 @@ def scaling_tables(studies: dict, read_at=(1000, 2000, 3000, 4000), draws: int =
                 if not np.isclose(flow.c.iloc[0], c):
                     raise RuntimeError(f"{study}: c = {c} here, {flow.c.iloc[0]} in scaling.parquet")
             boot = _bootstrap_c(outcomes, draws) if np.isfinite(c) else np.array([])
-            per_m.append(table.assign(K=width, steps=t))
+            per_m.append(table.assign(study=name, K=width, steps=t))
+            if len(used) < 2:  # one M (the long study): no fit
+                continue
             fits.append(
                 {
+                    "study": name,
                     "K": width,
                     "steps": t,
                     "M fitted": " ".join(map(str, used)),
@@ -219,14 +224,20 @@ def scaling_tables(studies: dict, read_at=(1000, 2000, 3000, 4000), draws: int =
                     "c / reference": round(c / C_REFERENCE, 3),
                 }
             )
-    columns = ["K", "steps", "M", "seeds", "ratio:rate", "critical ratio", "ratio low", "ratio high", "bracketed"]
-    per_m = pd.concat(per_m)[[*columns, "n_crit"]]
+    columns = ["study", "K", "steps", "M", "seeds", "ratio:rate", "critical ratio", "ratio low", "ratio high"]
+    per_m = pd.concat(per_m)[[*columns, "bracketed", "n_crit"]]
     per_m["critical ratio"] = per_m["critical ratio"].round(3)
     per_m["n_crit"] = per_m.n_crit.round(1)
-    wide = per_m.pivot_table(index=["K", "M"], columns="steps", values="critical ratio").round(3)
+    top = per_m["ratio:rate"].str.split().str[-1].str.split(":").str[0]
+    per_m["shown"] = [
+        f"{x:.3g}" if b == "yes" else f"≤ {x:.3g}" if b == "below" else f"> {t}"
+        for x, b, t in zip(per_m["critical ratio"], per_m.bracketed, top)
+    ]
+    wide = per_m.pivot(index=["study", "K", "M"], columns="steps", values="shown")
+    per_m = per_m.drop(columns="shown")
     wide.columns = [f"{c} steps" for c in wide.columns]
     times = pd.concat(times)
-    times = times[["K", *[c for c in times.columns if c != "K"]]]
+    times = times[["study", "K", *[c for c in times.columns if c not in ("study", "K")]]]
     return {
         "scaling_per_M": per_m,
         "scaling_fit": pd.DataFrame(fits),
@@ -258,7 +269,7 @@ def main(results: str) -> None:
     for name in SCALING_STUDIES:
         path = root / name
         if (path / "scaling.parquet").exists():
-            studies[int(pd.read_parquet(path / "runs.parquet")["model.width"].iloc[0])] = path
+            studies[name] = path
     if studies:
         tables.update(scaling_tables(studies))
     for name, table in tables.items():
