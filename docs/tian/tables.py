@@ -1,4 +1,4 @@
-"""The tables of docs/results-tian.md, from a results folder made by
+"""The tables of docs/results.md (Tian), from a results folder made by
 
     snakemake --cores 1 --configfile config/grokking.yaml --config results=<R> <targets>
 
@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featscope import stages
+
 OUT = Path(__file__).resolve().parent
 C_REFERENCE = 2.7482  # luckmatters cogo/config/dyn_madd.yaml: critical_ratio_multiplier
+SCALING_STUDIES = ("grokking-scaling-71", "grokking-scaling-71-k128", "grokking-scaling-71-long")
 
 
 def miqr(values) -> str:
@@ -109,27 +112,152 @@ def fig3_tables(study: Path) -> dict:
     return {"fig3_grokking": grokking, "fig3_stage_signals": stage_signals, "fig3_lazy": lazy}
 
 
-def scaling_tables(studies: dict) -> dict:
-    rows, fits = [], []
-    for width, study in studies.items():
-        sc = pd.read_parquet(study / "scaling.parquet")
-        for m, g in sc.groupby("M"):
-            rates = " ".join(f"{f:.3f}:{r:.1f}" for f, r in zip(g.train_fraction, g.generalisation_rate))
-            n = g.n_crit.iloc[0]
-            rows.append(
+def _outcomes(runs: pd.DataFrame, grok: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: M, ratio n / (M ln M), seed, and whether it generalised."""
+    cols = {"task.M": "M", "task.train_ratio": "ratio"}
+    return runs[["run", *cols, "seed"]].rename(columns=cols).merge(grok[["run", "generalised"]], on="run")
+
+
+def _critical_ratios(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per M: the generalisation rate per ratio, the critical size (`stages.critical_fraction`,
+    the workflow's rule) as n_crit and as a ratio n_crit / (M ln M), and whether the grid brackets
+    it ("below": the lowest ratio's rate already reaches 1/2, so the value is the grid's lowest
+    ratio, an upper bound; "above": no ratio reaches 1/2)."""
+    rows = []
+    for m, g in outcomes.groupby("M"):
+        rate = g.groupby("ratio").generalised.agg(["mean", "size"]).reset_index().sort_values("ratio")
+        fraction = stages.critical_fraction((rate.ratio * np.log(m) / m).clip(0, 1), rate["mean"])
+        bracket = "above" if not np.isfinite(fraction) else "below" if rate["mean"].iloc[0] >= 0.5 else "yes"
+        reached = np.flatnonzero(rate["mean"].to_numpy() >= 0.5)
+        rows.append(
+            {
+                "M": m,
+                "seeds": int(rate["size"].min()),
+                "ratio:rate": " ".join(f"{r:g}:{x:.1f}" for r, x in zip(rate.ratio, rate["mean"])),
+                "n_crit": fraction * m * m,
+                "critical ratio": fraction * m / np.log(m),
+                # the grid ratios around it: the last below half and the first at or above
+                "ratio low": rate.ratio.iloc[reached[0] - 1] if bracket == "yes" else np.nan,
+                "ratio high": rate.ratio.iloc[reached[0]] if bracket == "yes" else np.nan,
+                "bracketed": bracket,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _fit(per_m: pd.DataFrame) -> tuple[float, float, list]:
+    """c and R² of n_crit = c · M ln M over the M whose critical size the grid brackets."""
+    ok = per_m[per_m.bracketed == "yes"]
+    c, r2 = stages.fit_m_log_m(ok.M, ok.n_crit)
+    return c, r2, [int(m) for m in ok.M]
+
+
+def _grid_bounds(per_m: pd.DataFrame) -> tuple[float, float]:
+    """c fitted on each bracketed M's neighbouring grid ratios below and above its critical
+    size: the range the ratio grid alone allows, whatever the interpolation."""
+    ok = per_m[per_m.bracketed == "yes"]
+    g = ok.M * np.log(ok.M)
+    return tuple(stages.fit_m_log_m(ok.M, ok[col] * g)[0] for col in ("ratio low", "ratio high"))
+
+
+def _exponent(per_m: pd.DataFrame) -> float:
+    """b in n_crit ∝ (M ln M)^b, least squares on logs over the bracketed M (1 if the law holds)."""
+    ok = per_m[per_m.bracketed == "yes"]
+    if len(ok) < 2:
+        return np.nan
+    return float(np.polyfit(np.log(ok.M * np.log(ok.M)), np.log(ok.n_crit), 1)[0])
+
+
+def _bootstrap_c(outcomes: pd.DataFrame, draws: int, seed: int = 0) -> np.ndarray:
+    """c refitted on seeds drawn with replacement within each M (one draw of seeds per M, shared
+    by its ratios: a seed's runs at one M differ only in the training-set size)."""
+    rng = np.random.default_rng(seed)
+    groups = {key: g for key, g in outcomes.groupby(["M", "seed"])}
+    moduli, seeds = sorted(outcomes.M.unique()), sorted(outcomes.seed.unique())
+    cs = []
+    for _ in range(draws):
+        sample = pd.concat(groups[(m, s)] for m in moduli for s in rng.choice(seeds, len(seeds)))
+        cs.append(_fit(_critical_ratios(sample))[0])
+    return np.asarray(cs)
+
+
+def scaling_tables(studies: dict, reads: int = 4, draws: int = 200) -> dict:
+    """Per study (name: folder) and training length t (`reads` evenly spaced lengths up to the
+    study's): each M's critical ratio and the fit of n_crit = c · M ln M, read from the same
+    runs' test accuracy at step t (full batch, constant lr: a run's first t steps are the t-step
+    run). At the last t the fit is checked against the workflow's own
+    scaling.parquet when every M is bracketed (the workflow fits every M)."""
+    per_m, fits, times = [], [], []
+    for name, study in studies.items():
+        runs = pd.read_parquet(study / "runs.parquet")
+        width = int(runs["model.width"].iloc[0])
+        metrics = pd.concat(pd.read_parquet(f) for f in sorted((study / "metrics").glob("*.parquet")))
+        metrics = metrics[metrics.run.isin(runs.run)]
+        steps = int(runs["train.steps"].max())
+        times.append(_grokking_steps(runs, stages.grokking_table(metrics)).assign(study=name, K=width))
+        for t in [steps * (i + 1) // reads for i in range(reads)]:
+            outcomes = _outcomes(runs, stages.grokking_table(metrics[metrics.step <= t]))
+            table = _critical_ratios(outcomes)
+            c, r2, used = _fit(table)
+            if t == steps and (table.bracketed == "yes").all():
+                flow = pd.read_parquet(study / "scaling.parquet")
+                if not np.isclose(flow.c.iloc[0], c):
+                    raise RuntimeError(f"{study}: c = {c} here, {flow.c.iloc[0]} in scaling.parquet")
+            boot = _bootstrap_c(outcomes, draws) if np.isfinite(c) else np.array([])
+            per_m.append(table.assign(study=name, K=width, steps=t))
+            if len(used) < 2:  # one M (the long study): no fit
+                continue
+            fits.append(
                 {
+                    "study": name,
                     "K": width,
-                    "M": m,
-                    "seeds": int(g.seeds.iloc[0]),
-                    "fraction:generalisation rate": rates,
-                    "critical fraction": round(g.critical_fraction.iloc[0], 4),
-                    "n_crit": round(n, 1),
-                    "n_crit / (M ln M)": round(n / (m * np.log(m)), 3),
+                    "steps": t,
+                    "M fitted": " ".join(map(str, used)),
+                    "c": round(c, 3),
+                    "c, seeds resampled": miqr(boot[np.isfinite(boot)]),
+                    "c from the grid ratios around each critical one": "–".join(
+                        f"{b:.3g}" for b in _grid_bounds(table)
+                    ),
+                    "R²": round(r2, 3),
+                    "b in n_crit ∝ (M ln M)^b": round(_exponent(table), 3),
+                    "reference c": C_REFERENCE,
+                    "c / reference": round(c / C_REFERENCE, 3),
                 }
             )
-        fit = {"K": width, "c": round(sc.c.iloc[0], 3), "R²": round(sc.r2.iloc[0], 3)}
-        fits.append({**fit, "reference c": C_REFERENCE})
-    return {"scaling_per_M": pd.DataFrame(rows), "scaling_fit": pd.DataFrame(fits)}
+    columns = ["study", "K", "steps", "M", "seeds", "ratio:rate", "critical ratio", "ratio low", "ratio high"]
+    per_m = pd.concat(per_m)[[*columns, "bracketed", "n_crit"]]
+    per_m["critical ratio"] = per_m["critical ratio"].round(3)
+    per_m["n_crit"] = per_m.n_crit.round(1)
+    top = per_m["ratio:rate"].str.split().str[-1].str.split(":").str[0]
+    per_m["shown"] = [
+        f"{x:.3g}" if b == "yes" else f"≤ {x:.3g}" if b == "below" else f"> {t}"
+        for x, b, t in zip(per_m["critical ratio"], per_m.bracketed, top)
+    ]
+    wide = per_m.pivot(index=["study", "K", "M"], columns="steps", values="shown")
+    per_m = per_m.drop(columns="shown")
+    wide.columns = [f"{c} steps" for c in wide.columns]
+    times = pd.concat(times)
+    times = times[["study", "K", *[c for c in times.columns if c not in ("study", "K")]]]
+    return {
+        "scaling_per_M": per_m,
+        "scaling_fit": pd.DataFrame(fits),
+        "scaling_critical_ratio": wide.reset_index(),
+        "scaling_grokking_step": times,
+    }
+
+
+def _grokking_steps(runs: pd.DataFrame, grok: pd.DataFrame) -> pd.DataFrame:
+    """Per M and ratio: the step at which test accuracy first reaches 0.95, median [IQR] over
+    the seeds that reach it within the run, and how many of them do."""
+    table = runs[["run", "task.M", "task.train_ratio"]].merge(grok, on="run")
+    cell = {
+        (m, r): f"{miqr(g.step_test_fit)} {int(g.step_test_fit.notna().sum())}/{len(g)}"
+        for (m, r), g in table.groupby(["task.M", "task.train_ratio"])
+    }
+    frame = pd.Series(cell).unstack()
+    frame.index.name = "M"
+    frame.columns = [f"ratio {r:g}" for r in frame.columns]
+    return frame.reset_index()
 
 
 def main(results: str) -> None:
@@ -138,10 +266,10 @@ def main(results: str) -> None:
     if (root / "grokking-fig3" / "stages.parquet").exists():
         tables.update(fig3_tables(root / "grokking-fig3"))
     studies = {}
-    for name in ("grokking-scaling-full", "grokking-scaling-k128"):
+    for name in SCALING_STUDIES:
         path = root / name
         if (path / "scaling.parquet").exists():
-            studies[int(pd.read_parquet(path / "runs.parquet")["model.width"].iloc[0])] = path
+            studies[name] = path
     if studies:
         tables.update(scaling_tables(studies))
     for name, table in tables.items():
