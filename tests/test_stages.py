@@ -46,6 +46,9 @@ def test_stage_table_labels_a_grokking_run():
 def test_critical_fraction_interpolates():
     assert critical_fraction([0.1, 0.2, 0.3], [0.0, 0.4, 0.8]) == pytest.approx(0.225)
     assert np.isnan(critical_fraction([0.1, 0.2], [0.0, 0.2]))
+    # Generalising already at the lowest fraction: only a bound, not a value to fit
+    assert np.isnan(critical_fraction([0.3, 0.2, 0.1], [1.0, 1.0, 0.8]))
+    assert critical_fraction([0.1, 0.2], [0.5, 1.0]) == 0.1  # half of the seeds exactly there
 
 
 def test_m_log_m_fit_recovers_c():

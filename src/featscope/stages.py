@@ -95,7 +95,10 @@ def grokking_table(metrics: pd.DataFrame, train_acc: float = 0.99, test_acc: flo
 
 def critical_fraction(fractions, rates, level: float = 0.5) -> float:
     """The training fraction at which the generalisation rate first reaches `level`
-    (linear interpolation between grid fractions); NaN if it never does."""
+    (linear interpolation between grid fractions). NaN unless the grid brackets it: if the
+    rate never reaches `level`, and if the lowest fraction already exceeds it (the
+    critical fraction is then only known to be at most that one; fitting the bound as a
+    value would bias a scaling fit). Exactly `level` at the lowest fraction gives it."""
     f, r = np.asarray(fractions, float), np.asarray(rates, float)
     order = np.argsort(f)
     f, r = f[order], r[order]
@@ -104,7 +107,7 @@ def critical_fraction(fractions, rates, level: float = 0.5) -> float:
         return np.nan
     i = above[0]
     if i == 0:
-        return float(f[0])
+        return float(f[0]) if r[0] == level else np.nan
     return float(f[i - 1] + (level - r[i - 1]) * (f[i] - f[i - 1]) / (r[i] - r[i - 1]))
 
 
