@@ -102,20 +102,17 @@ def test_stacked_engine_gives_the_references_weight_gradients():
         torch.testing.assert_close(params["readout.weight"].grad[run].double(), v.grad, rtol=1e-4, atol=1e-6)
 
 
-class _ReferenceNet(nn.Module):
-    """The reference's ModularAdditionNN for two operands, σ = x² (no batch norm, no extra layers)."""
+def _reference_net(m, width):
+    """The reference's ModularAdditionNN, as ported once in benchmarks/tian_scale.py."""
+    import sys
+    from pathlib import Path
 
-    def __init__(self, M, hidden_size):
-        super().__init__()
-        self.embedding = nn.Embedding(M, M).requires_grad_(False)
-        with torch.no_grad():
-            self.embedding.weight[:] = torch.eye(M, M)
-        self.W = nn.Linear(2 * M, hidden_size, bias=False)
-        self.V = nn.Linear(hidden_size, M, bias=False)
-
-    def forward(self, x):
-        embed_concat = torch.concat([self.embedding(x[:, i]) for i in range(2)], dim=1)
-        return [self.V(self.W(embed_concat).pow(2))]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        from tian_scale import ModularAdditionNN
+    finally:
+        sys.path.pop(0)
+    return ModularAdditionNN(m, width)
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -144,7 +141,7 @@ def test_training_follows_the_reference_loop_from_the_same_weights(packed):
 
     torch.manual_seed(seed)
     ours = build_model(cfg["model"], 2 * m, m)
-    ref = _ReferenceNet(m, width)
+    ref = _reference_net(m, width)
     with torch.no_grad():
         ref.W.weight.copy_(ours.hidden[0].weight)
         ref.V.weight.copy_(ours.readout.weight)
