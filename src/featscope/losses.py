@@ -62,11 +62,16 @@ def cross_entropy(out, labels):
     return per_sample.view(len(out), -1).mean(1)
 
 
-def _zero_mean_mse_and_gradient(out, labels):
+def _projected_residual(out, labels):
+    """P⊥₁(Y − Ŷ): the one-hot residual with its mean over classes removed."""
     from torch.nn.functional import one_hot
 
     resid = one_hot(labels, out.shape[-1]).to(out.dtype) - out
-    resid = resid - resid.mean(dim=-1, keepdim=True)
+    return resid - resid.mean(dim=-1, keepdim=True)
+
+
+def _zero_mean_mse_and_gradient(out, labels):
+    resid = _projected_residual(out, labels)
     losses = resid.pow(2).sum(dim=-1).mean(dim=-1)
     return losses, resid.mul_(-2.0 / labels.shape[-1])  # −2 P⊥(Y − Ŷ) / n; resid is P⊥-projected already
 
@@ -80,8 +85,4 @@ def zero_mean_mse(out, labels):
     rounding (tests/test_tian_loss.py); no factor ½, so Adam's eps and an L2-coupled weight
     decay act as in the paper's runs. Written for one run's (n, C) outputs as for a pack's
     (S, n, C)."""
-    from torch.nn.functional import one_hot
-
-    resid = one_hot(labels, out.shape[-1]).to(out.dtype) - out
-    resid = resid - resid.mean(dim=-1, keepdim=True)
-    return resid.pow(2).sum(dim=-1).mean(dim=-1)
+    return _projected_residual(out, labels).pow(2).sum(dim=-1).mean(dim=-1)
